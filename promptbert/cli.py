@@ -1,0 +1,123 @@
+"""The ``promptbert`` command. Library code raises; this is the only place that prints errors.
+
+Every PromptBertError becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import PromptBertError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _overrides(items: list[str] | None) -> dict[str, Any]:
+    from .config import parse_override
+
+    return dict(parse_override(i) for i in items or [])
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .config import load
+
+    from training.config import TrainConfig
+    from training.train import train
+
+    over = _overrides(a.set)
+    for key, value in (("data_dir", a.data), ("base_model", a.base_model), ("output_dir", a.output), ("prompt", a.prompt)):
+        if value is not None:
+            over[key] = value
+    if a.config:
+        config = load(TrainConfig, a.config, over)
+    else:
+        from .config import from_dict
+
+        config = from_dict(TrainConfig, over)
+    manifest = train(config, a.config, force=a.force)
+    t = manifest["training"]
+    print(f"model folder: {config.output_dir}")
+    print(f"trained {t['steps']} steps ({t['epochs']:.2f} epochs) in {t['seconds']:.0f}s on {t['device']} "
+          f"({t['precision']}), {t['tokens_per_second']} tokens/s")
+    for split, m in manifest["metrics"].items():
+        print(f"{split}: entity F1 {m['f1']:.4f}  token accuracy {m['token_accuracy']:.4f}")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import data as D
+    from .manifest import write_json
+
+    from training.evaluate import evaluate_sentences, format_report, load_any
+
+    sentences = D.load_split(a.data, a.split, a.limit or None)
+    pipe, backend = load_any(a.model, a.variant)
+    D.check_labels(sentences, pipe.labels.entity_types)
+    rep = evaluate_sentences(pipe, sentences, a.aggregation)
+    print(format_report(rep, f"{a.model} [{backend}] on {a.data} {a.split}"))
+    out = Path(a.output) if a.output else None
+    if out:
+        write_json(out, {"model": str(a.model), "backend": backend, "data": str(a.data), "split": a.split, "report": rep})
+        print(f"written: {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="promptbert", description="Prompt-conditioned BERT NER: train, export, serve, load-test.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="fine-tune on a CoNLL corpus and write a model folder")
+    t.add_argument("--config", help="TrainConfig YAML (e.g. configs/conll2003.yaml)")
+    t.add_argument("--data", help="CoNLL folder (train/dev/test files); overrides data_dir")
+    t.add_argument("--base-model", help="'embedded', a local folder or a Hugging Face id")
+    t.add_argument("--output", help="model folder to write; overrides output_dir")
+    t.add_argument("--prompt", help="prompt YAML, 'none' or 'control:<yaml>'")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any TrainConfig field (repeatable)")
+    t.add_argument("--force", action="store_true", help="replace an existing output folder")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="seqeval report of a model folder or an artifact on a split")
+    e.add_argument("model", help="model folder (promptbert train) or artifact folder (promptbert export)")
+    e.add_argument("--data", required=True, help="CoNLL folder")
+    e.add_argument("--split", default="test", help="train, dev or test")
+    e.add_argument("--variant", default="auto", help="artifact variant: auto, fp32, optimized, int8, fp16")
+    e.add_argument("--aggregation", default="first", help="word aggregation: first, average, max")
+    e.add_argument("--limit", type=int, default=0, help="first N sentences only")
+    e.add_argument("--output", help="write the report as JSON here")
+    e.set_defaults(func=cmd_evaluate)
+
+    for register in _EXTRA:
+        register(sub)
+    return p
+
+
+# Other modules add subcommands here (export, predict, demo, prompts, loadtest).
+_EXTRA: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return int(a.func(a) or 0)
+    except PromptBertError as exc:
+        print(f"promptbert {a.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"promptbert {a.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

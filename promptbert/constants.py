@@ -1,0 +1,28 @@
+"""File names of a model folder and an artifact folder, defined once."""
+
+MANIFEST = "manifest.json"
+PROMPT_SPEC = "prompt.yaml"
+PROMPT_TEXT = "prompt.txt"
+LABELS = "labels.json"
+METRICS = "metrics.json"
+TRAIN_CONFIG = "train_config.yaml"
+EXPORT_CONFIG = "export_config.yaml"
+TOKENIZER = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+QUANTIZATION_CONFIG = "ort_config.json"
+PARITY = "parity.json"
+
+# ONNX variants of an artifact and their file names.
+VARIANT_FILES = {
+    "fp32": "model.onnx",
+    "optimized": "model_optimized.onnx",
+    "int8": "model_quantized.onnx",
+    "fp16": "model_fp16.onnx",
+}
+
+# Written by `promptbert train`; its presence is how we recognise a model folder.
+MODEL_FOLDER_KIND = "promptbert-model"
+ARTIFACT_KIND = "promptbert-artifact"
+
+# The word splitter used on raw text; recorded so serving can refuse a mismatch.
+WORD_SPLITTER = "regex-v1"

@@ -1,0 +1,156 @@
+"""CoNLL-style corpora and the word splitter for raw text.
+
+Files: one ``token ... TAG`` per line (any number of columns, tag last), blank
+lines between sentences, ``-DOCSTART-`` lines skipped. IOB1, IOB2, IOBES and
+BILOU are normalised to IOB2, the only scheme the model is trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DataError
+
+SPLIT_ALIASES = {"train": ("train",), "dev": ("dev", "valid", "validation"), "test": ("test",)}
+SPLIT_SUFFIXES = (".txt", ".conll", ".iob", ".bio")
+_TAG = re.compile(r"^(?:O|([BIESUL])-(\S+))$")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    words: tuple[str, ...]
+    tags: tuple[str, ...]
+    source: str = ""  # file the sentence came from
+    line: int = 0  # line of its first word (word i is on line + i)
+
+
+def find_split(data_dir: str | Path, split: str) -> Path:
+    """The file of ``split`` (train/dev/test; dev also as valid/validation) in ``data_dir``."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data folder not found")
+    names = SPLIT_ALIASES.get(split, (split,))
+    for name in names:
+        for suffix in SPLIT_SUFFIXES:
+            path = data_dir / f"{name}{suffix}"
+            if path.is_file():
+                return path
+    tried = ", ".join(f"{n}{SPLIT_SUFFIXES[0]}" for n in names)
+    raise DataError(f"{data_dir}: no {split!r} split (looked for {tried} and .conll/.iob/.bio)")
+
+
+def _to_iob2(tags: list[str], where: list[str]) -> list[str]:
+    """Normalise one sentence's tags (IOB1/IOB2/IOBES/BILOU) to IOB2."""
+    out: list[str] = []
+    prev_type = None
+    for tag, loc in zip(tags, where):
+        m = _TAG.match(tag)
+        if not m:
+            raise DataError(f"{loc}: unknown tag {tag!r} (expected O or B-/I-/E-/S-/L-/U-TYPE)")
+        prefix, etype = m.group(1), m.group(2)
+        if prefix is None:
+            out.append("O")
+            prev_type = None
+            continue
+        if prefix in ("B", "S", "U"):
+            out.append(f"B-{etype}")
+        elif prefix in ("I", "E", "L"):
+            # IOB1 (and broken IOB2) start an entity with I-: continuing only if the type matches.
+            out.append(f"I-{etype}" if prev_type == etype else f"B-{etype}")
+        prev_type = None if prefix in ("S", "U", "E", "L") else etype
+    return out
+
+
+def read_conll(path: str | Path) -> list[Sentence]:
+    """Read a CoNLL file into IOB2 sentences; malformed lines raise DataError naming file:line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    sentences: list[Sentence] = []
+    words: list[str] = []
+    tags: list[str] = []
+    where: list[str] = []
+
+    def flush() -> None:
+        if words:
+            first = int(where[0].rsplit(":", 1)[1])
+            sentences.append(Sentence(tuple(words), tuple(_to_iob2(tags, where)), str(path), first))
+            words.clear(), tags.clear(), where.clear()
+
+    for lineno, line in enumerate(text.splitlines(), 1):
+        cols = line.split()
+        if not cols:
+            flush()
+            continue
+        if cols[0] == "-DOCSTART-":
+            flush()
+            continue
+        if len(cols) < 2:
+            raise DataError(f"{path}:{lineno}: expected 'token ... TAG', got {line.strip()!r}")
+        words.append(cols[0])
+        tags.append(cols[-1])
+        where.append(f"{path}:{lineno}")
+    flush()
+    if not sentences:
+        raise DataError(f"{path}: empty corpus (no sentences)")
+    return sentences
+
+
+def load_split(data_dir: str | Path, split: str, limit: int | None = None) -> list[Sentence]:
+    """Sentences of one split; ``limit`` keeps the first N (for ablations at small data)."""
+    sentences = read_conll(find_split(data_dir, split))
+    return sentences[:limit] if limit else sentences
+
+
+def check_labels(sentences: list[Sentence], entity_types: tuple[str, ...] | list[str]) -> None:
+    """Raise DataError at the first tag whose type is not in the label map."""
+    known = set(entity_types)
+    for s in sentences:
+        for i, tag in enumerate(s.tags):
+            if tag != "O" and tag[2:] not in known:
+                raise DataError(
+                    f"{s.source}:{s.line + i}: label {tag!r} is not in the label map ({', '.join(entity_types)})"
+                )
+
+
+def entity_types_of(sentences: list[Sentence]) -> list[str]:
+    """Entity types present, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for s in sentences:
+        for t in s.tags:
+            if t != "O":
+                seen.setdefault(t[2:], None)
+    return list(seen)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# Raw text -> words with character offsets, close to CoNLL-2003's tokenisation:
+# abbreviations (U.S.), numbers and dates (1,000.5, 1996-08-22), hyphenated and
+# apostrophe words, possessive 's apart, every other symbol a word of its own.
+# Control characters are separators, never words.
+_WORD = re.compile(
+    r"(?:[^\W\d_]\.){2,}"  # U.S. / e.g.
+    r"|n't\b|'[sS]\b"  # clitics stand alone, as in CoNLL
+    r"|\w+(?=n't\b)"  # "do" of "don't"
+    r"|\w+(?:[-/.,:&]\w+)*"  # words, hyphenated words, numbers, dates
+    r"|[^\w\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2060\ufeff]"  # any other visible symbol
+)
+
+
+def split_words(text: str) -> list[tuple[str, int, int]]:
+    """Words of raw text with their character offsets: ``text[start:end] == word``."""
+    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]

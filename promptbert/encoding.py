@@ -1,0 +1,211 @@
+"""Prompt + words -> model inputs, shared by training, export and serving.
+
+Layout of one window: ``[CLS] prompt [SEP] words... [SEP]``; ``token_type_ids`` are
+0 for the prompt part and 1 for the words (0 throughout when there is no prompt,
+as in single-sentence pretraining). The prompt is never truncated: a sentence too
+long for one window is cut into overlapping windows at word boundaries, and each
+word is *owned* by exactly one window (the one where it sits farthest from an
+edge), so every word gets exactly one prediction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .errors import ArtifactError, ConfigError
+from .prompt import check_fits
+
+IGNORE_INDEX = -100
+# A single "word" (say a 2,000-character URL) must not eat a whole window: keep its first pieces.
+MAX_WORD_PIECES = 16
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input covering words [word_start, word_end) of a sentence."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    token_word: list[int]  # word index of each token, -1 for prompt and special tokens
+    word_start: int
+    word_end: int
+    own_start: int  # words [own_start, own_end) take their prediction from this window
+    own_end: int
+    labels: list[int] | None = None
+
+
+def load_tokenizer(folder: str | Path) -> tuple[Tokenizer, dict[str, str]]:
+    """The fast tokenizer of a model/artifact folder plus its special tokens, without any truncation/padding."""
+    folder = Path(folder)
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: no tokenizer.json")
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises plain Exception on a corrupt file
+        raise ArtifactError(f"{path}: cannot load tokenizer ({exc})") from None
+    tok.no_truncation()
+    tok.no_padding()
+    specials = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]"}
+    conf = folder / "tokenizer_config.json"
+    if conf.is_file():
+        data = json.loads(conf.read_text(encoding="utf-8"))
+        for key in specials:
+            value = data.get(key)
+            if isinstance(value, dict):  # AddedToken serialised
+                value = value.get("content")
+            if isinstance(value, str):
+                specials[key] = value
+    return tok, specials
+
+
+class PromptEncoder:
+    """Turns word lists into windows for one tokenizer, prompt and max length."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        prompt_text: str,
+        max_length: int,
+        stride: int = 32,
+        specials: dict[str, str] | None = None,
+    ) -> None:
+        specials = specials or {}
+        self.tokenizer = tokenizer
+        self.prompt_text = prompt_text
+        self.max_length = max_length
+
+        def special(key: str, default: str) -> int:
+            token = specials.get(key, default)
+            idx = tokenizer.token_to_id(token)
+            if idx is None:
+                raise ConfigError(f"tokenizer: special token {token!r} ({key}) is not in the vocabulary")
+            return idx
+
+        self.cls_id = special("cls_token", "[CLS]")
+        self.sep_id = special("sep_token", "[SEP]")
+        self.pad_id = special("pad_token", "[PAD]")
+        self.unk_id = special("unk_token", "[UNK]")
+        self.prompt_ids: list[int] = (
+            tokenizer.encode(prompt_text, add_special_tokens=False).ids if prompt_text.strip() else []
+        )
+        self.text_budget = check_fits(len(self.prompt_ids), max_length)
+        if not 0 <= stride < self.text_budget:
+            raise ConfigError(f"stride: must be in [0, {self.text_budget}), got {stride}")
+        self.stride = stride
+        if self.prompt_ids:
+            self.head_ids = [self.cls_id, *self.prompt_ids, self.sep_id]
+            self.text_type = 1
+        else:
+            self.head_ids = [self.cls_id]
+            self.text_type = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_ids)
+
+    def word_pieces(self, words: list[str] | tuple[str, ...]) -> list[list[int]]:
+        """Word-piece ids per word; a word the tokenizer drops entirely becomes [UNK] so it still gets a prediction."""
+        if not words:
+            return []
+        enc = self.tokenizer.encode(list(words), is_pretokenized=True, add_special_tokens=False)
+        pieces: list[list[int]] = [[] for _ in words]
+        for tid, wid in zip(enc.ids, enc.word_ids):
+            if wid is not None:
+                pieces[wid].append(tid)
+        cap = min(MAX_WORD_PIECES, self.text_budget)
+        return [p[:cap] if p else [self.unk_id] for p in pieces]
+
+    def spans(self, pieces: list[list[int]]) -> list[tuple[int, int, int, int]]:
+        """Windows as (word_start, word_end, own_start, own_end) over word indices."""
+        n = len(pieces)
+        if n == 0:
+            return [(0, 0, 0, 0)]
+        sizes = [len(p) for p in pieces]
+        bounds: list[tuple[int, int]] = []
+        start = 0
+        while True:
+            end, used = start, 0
+            while end < n and used + sizes[end] <= self.text_budget:
+                used += sizes[end]
+                end += 1
+            bounds.append((start, end))
+            if end >= n:
+                break
+            # Step back from `end` by about `stride` tokens of overlap, always moving forward.
+            nxt, back = end, 0
+            while nxt - 1 > start + 0 and back + sizes[nxt - 1] <= self.stride:
+                back += sizes[nxt - 1]
+                nxt -= 1
+            start = max(nxt, start + 1)
+        out = []
+        for i, (s, e) in enumerate(bounds):
+            own_s = s if i == 0 else (s + bounds[i - 1][1]) // 2
+            own_e = e if i == len(bounds) - 1 else (bounds[i + 1][0] + e) // 2
+            out.append((s, e, own_s, own_e))
+        return out
+
+    def encode(self, words: list[str] | tuple[str, ...], label_ids: list[int] | None = None) -> list[Window]:
+        """Windows of one sentence. With ``label_ids`` (one per word), the first piece of each word carries it."""
+        pieces = self.word_pieces(words)
+        if label_ids is not None and len(label_ids) != len(pieces):
+            raise ValueError(f"{len(label_ids)} labels for {len(pieces)} words")
+        head_len = len(self.head_ids)
+        windows = []
+        for s, e, own_s, own_e in self.spans(pieces):
+            ids = list(self.head_ids)
+            token_word = [-1] * head_len
+            labels = [IGNORE_INDEX] * head_len if label_ids is not None else None
+            for w in range(s, e):
+                ids.extend(pieces[w])
+                token_word.extend([w] * len(pieces[w]))
+                if labels is not None:
+                    labels.append(label_ids[w])  # type: ignore[index]
+                    labels.extend([IGNORE_INDEX] * (len(pieces[w]) - 1))
+            ids.append(self.sep_id)
+            token_word.append(-1)
+            if labels is not None:
+                labels.append(IGNORE_INDEX)
+            types = [0] * head_len + [self.text_type] * (len(ids) - head_len)
+            windows.append(Window(ids, types, token_word, s, e, own_s, own_e, labels))
+        return windows
+
+
+def batch_arrays(windows: list[Window], pad_id: int) -> dict[str, np.ndarray]:
+    """Pad windows to the longest into int64 arrays, the inputs of the ONNX graph (token_type_ids included)."""
+    width = max(len(w.input_ids) for w in windows)
+    n = len(windows)
+    ids = np.full((n, width), pad_id, dtype=np.int64)
+    types = np.zeros((n, width), dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    for i, w in enumerate(windows):
+        k = len(w.input_ids)
+        ids[i, :k] = w.input_ids
+        types[i, :k] = w.token_type_ids
+        mask[i, :k] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def token_budget_batches(lengths: list[int], max_tokens: int, max_items: int | None = None) -> list[list[int]]:
+    """Group item indices by length so that (items x longest) stays under ``max_tokens``.
+
+    Sorting by length first means little padding; the cap keeps a batch of long
+    documents from blowing up memory or latency.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[i]  # sorted ascending: the newcomer is the longest
+        if current and ((len(current) + 1) * longest > max_tokens or (max_items and len(current) >= max_items)):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches

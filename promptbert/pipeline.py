@@ -1,0 +1,125 @@
+"""One tagging path for every backend: encoder -> batches -> logits function -> words/entities.
+
+PyTorch (training/evaluate) and ONNX Runtime (export parity, predict, service)
+differ only in the ``logits_fn`` they pass, so scores from either are comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .data import split_words
+from .decoding import aggregate_word, check_strategy, entities_from_groups, group_units, softmax
+from .encoding import PromptEncoder, Window, batch_arrays, token_budget_batches
+from .errors import InputError
+from .labels import LabelMap
+
+LogitsFn = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+class TaggingPipeline:
+    """Tags word lists or raw texts with any backend that maps padded int64 arrays to logits."""
+
+    def __init__(
+        self,
+        encoder: PromptEncoder,
+        labels: LabelMap,
+        logits_fn: LogitsFn,
+        max_batch_tokens: int = 8192,
+        max_batch_items: int | None = 64,
+        sort_by_length: bool = True,
+    ) -> None:
+        self.encoder = encoder
+        self.labels = labels
+        self.logits_fn = logits_fn
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_items = max_batch_items
+        self.sort_by_length = sort_by_length
+
+    def _batches(self, windows: list[Window]) -> list[list[int]]:
+        if self.sort_by_length:
+            return token_budget_batches([len(w.input_ids) for w in windows], self.max_batch_tokens, self.max_batch_items)
+        size = self.max_batch_items or len(windows)
+        return [list(range(i, min(i + size, len(windows)))) for i in range(0, len(windows), size)]
+
+    def piece_probs(self, sentences: Sequence[Sequence[str]]) -> list[list[np.ndarray]]:
+        """Per sentence, per word: the probability rows of its pieces, taken from the window that owns it."""
+        windows: list[Window] = []
+        owner: list[int] = []
+        for si, words in enumerate(sentences):
+            for w in self.encoder.encode(list(words)):
+                windows.append(w)
+                owner.append(si)
+        result: list[list[Any]] = [[[] for _ in words] for words in sentences]
+        for batch in self._batches(windows):
+            chunk = [windows[i] for i in batch]
+            logits = np.asarray(self.logits_fn(batch_arrays(chunk, self.encoder.pad_id)))
+            probs = softmax(logits)
+            for row, wi in enumerate(batch):
+                win = windows[wi]
+                words_out = result[owner[wi]]
+                tw = np.asarray(win.token_word)
+                for w in range(win.own_start, win.own_end):
+                    words_out[w] = probs[row, : len(tw)][tw == w]
+        return result  # type: ignore[return-value]
+
+    def word_tags(self, sentences: Sequence[Sequence[str]], strategy: str = "first") -> list[list[tuple[str, float]]]:
+        """IOB2 tag and score per word (what evaluation compares to the gold tags)."""
+        check_strategy(strategy)
+        out = []
+        for rows_per_word in self.piece_probs(sentences):
+            tags = []
+            for rows in rows_per_word:
+                idx, score = aggregate_word(rows, strategy)
+                tags.append((self.labels.labels[idx], score))
+            out.append(tags)
+        return out
+
+    def entities(
+        self,
+        texts: Sequence[str],
+        strategy: str = "first",
+        min_score: float = 0.0,
+        entity_types: Sequence[str] | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """Entities per raw text, in the HF pipeline shape, offsets into the text as given."""
+        check_strategy(strategy)
+        if not 0.0 <= min_score <= 1.0:
+            raise InputError(f"min_score: must be between 0 and 1, got {min_score}")
+        wanted = None
+        if entity_types is not None:
+            unknown = sorted(set(entity_types) - set(self.labels.entity_types))
+            if unknown:
+                raise InputError(f"entity_types: unknown type {unknown[0]!r} (model knows {', '.join(self.labels.entity_types)})")
+            wanted = set(entity_types)
+        splits = [split_words(t) for t in texts]
+        probs = self.piece_probs([[w for w, _, _ in s] for s in splits])
+        results = []
+        for text, words, rows_per_word in zip(texts, splits, probs):
+            units: list[tuple[str, float, int, int]] = []
+            if strategy == "simple":
+                offsets = self._piece_offsets([w for w, _, _ in words])
+                for (_, ws, _), rows, offs in zip(words, rows_per_word, offsets):
+                    for row, (a, b) in zip(rows, offs):
+                        idx = int(row.argmax())
+                        units.append((self.labels.labels[idx], float(row[idx]), ws + a, ws + b))
+            else:
+                for (_, ws, we), rows in zip(words, rows_per_word):
+                    idx, score = aggregate_word(rows, strategy)
+                    units.append((self.labels.labels[idx], score, ws, we))
+            results.append(entities_from_groups(text, group_units(units), min_score, wanted))
+        return results
+
+    def _piece_offsets(self, words: list[str]) -> list[list[tuple[int, int]]]:
+        """Character span of each piece inside its word (for the token-level ``simple`` strategy)."""
+        if not words:
+            return []
+        enc = self.encoder.tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
+        offs: list[list[tuple[int, int]]] = [[] for _ in words]
+        for wid, span in zip(enc.word_ids, enc.offsets):
+            if wid is not None:
+                offs[wid].append(span)
+        return [o if o else [(0, len(w))] for o, w in zip(offs, words)]

@@ -1,0 +1,131 @@
+"""Serving-side model: an artifact folder run by ONNX Runtime (no torch).
+
+Used by ``promptbert predict``, ``promptbert evaluate ARTIFACT``, the export's
+parity checks and the BentoML service, so they all pre- and post-process alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import constants as C
+from .encoding import PromptEncoder, load_tokenizer
+from .errors import ArtifactError
+from .labels import LabelMap
+from .manifest import read_json
+from .pipeline import TaggingPipeline
+
+log = logging.getLogger("promptbert")
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def cuda_available() -> bool:
+    import onnxruntime as ort
+
+    return CUDA in ort.get_available_providers()
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    variant: str
+    providers: list[str]
+    path: Path
+
+
+def make_session(path: str | Path, providers: list[str], threads: int | None = None) -> Any:
+    """An ORT session; raises ArtifactError for a missing or corrupt file."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: ONNX file not found")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
+        raise ArtifactError(f"{path}: cannot load ONNX model ({str(exc).splitlines()[0][:200]})") from None
+
+
+def ort_logits_fn(session: Any) -> Any:
+    """Logits function over an ORT session; always feeds token_type_ids (ORTModel would zero-fill them)."""
+    names = {i.name for i in session.get_inputs()}
+    missing = {"input_ids", "attention_mask", "token_type_ids"} - names
+    if missing:
+        raise ArtifactError(f"ONNX graph lacks inputs {sorted(missing)}: a prompt+text pair needs token_type_ids")
+
+    def run(batch: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(["logits"], {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")})[0]
+
+    return run
+
+
+class Artifact:
+    """An exported artifact folder: manifest, prompt text, labels, tokenizer and ONNX variants."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise ArtifactError(f"{self.folder}: artifact folder not found")
+        self.manifest = read_json(self.folder / C.MANIFEST)
+        if self.manifest.get("kind") != C.ARTIFACT_KIND:
+            raise ArtifactError(f"{self.folder}: not a promptbert artifact (run `promptbert export` first)")
+        self.labels = LabelMap.load(self.folder / C.LABELS)
+        # The rendered prompt is read, never re-rendered: that is what was trained on.
+        self.prompt_text = (self.folder / C.PROMPT_TEXT).read_text(encoding="utf-8")
+        self.tokenizer, self.specials = load_tokenizer(self.folder)
+        self.max_length = int(self.manifest["encoding"]["max_length"])
+        self.stride = int(self.manifest["encoding"]["stride"])
+
+    @property
+    def variants(self) -> dict[str, Any]:
+        return self.manifest.get("variants", {})
+
+    def encoder(self) -> PromptEncoder:
+        return PromptEncoder(self.tokenizer, self.prompt_text, self.max_length, self.stride, self.specials)
+
+    def choose(self, variant: str = "auto", device: str = "auto") -> tuple[str, list[str]]:
+        """Variant and providers: CUDA + fp16/fp32 when a GPU is there, else CPU + int8 (if it passed its gate)."""
+        use_cuda = device == "cuda" or (device == "auto" and cuda_available())
+        if variant != "auto":
+            if variant not in C.VARIANT_FILES:
+                raise ArtifactError(f"variant: unknown {variant!r} (one of {', '.join(C.VARIANT_FILES)})")
+            if variant not in self.variants:
+                raise ArtifactError(f"{self.folder}: has no {variant!r} variant (has {', '.join(self.variants)})")
+            return variant, ([CUDA, CPU] if use_cuda else [CPU])
+        prefs = ["fp16", "fp32"] if use_cuda else ["int8", "optimized", "fp32"]
+        for v in prefs:
+            info = self.variants.get(v)
+            if info and info.get("passed", True):
+                return v, ([CUDA, CPU] if use_cuda else [CPU])
+        raise ArtifactError(f"{self.folder}: no usable variant (have {', '.join(self.variants) or 'none'})")
+
+    def pipeline(
+        self, variant: str = "auto", device: str = "auto", threads: int | None = None, **pipeline_kwargs: Any
+    ) -> tuple[TaggingPipeline, LoadedModel]:
+        """Load one variant into a TaggingPipeline; reports the providers ORT really gave."""
+        name, providers = self.choose(variant, device)
+        path = self.folder / C.VARIANT_FILES[name]
+        session = make_session(path, providers, threads or _env_threads())
+        got = session.get_providers()
+        if CUDA in providers and CUDA not in got:
+            log.warning("CUDAExecutionProvider did not come up; running %s on %s", name, got)
+            if variant == "auto":  # fp16 on CPU is slow: fall back to the CPU choice
+                return self.pipeline("auto", "cpu", threads, **pipeline_kwargs)
+        pipe = TaggingPipeline(self.encoder(), self.labels, ort_logits_fn(session), **pipeline_kwargs)
+        return pipe, LoadedModel(name, list(got), path)
+
+
+def _env_threads() -> int | None:
+    value = os.environ.get("PROMPTBERT_THREADS")
+    return int(value) if value else None

@@ -1,0 +1,111 @@
+"""Entity-level evaluation (seqeval) of a model folder or an ONNX artifact, by one code path.
+
+    promptbert evaluate runs/model --data ../shared/data/conll2003 --split test
+    promptbert evaluate artifacts/model --variant int8 --data ../shared/data/conll2003 --split test
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from promptbert import constants as C
+from promptbert.data import Sentence
+from promptbert.encoding import PromptEncoder, load_tokenizer
+from promptbert.errors import ArtifactError
+from promptbert.labels import LabelMap
+from promptbert.manifest import read_json
+from promptbert.pipeline import TaggingPipeline
+
+
+def report(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
+    """seqeval's classification_report (per type, micro/macro/weighted) plus token accuracy."""
+    from seqeval.metrics import accuracy_score, classification_report
+
+    rep = classification_report(gold, pred, output_dict=True, zero_division=0)
+    out: dict[str, Any] = {
+        k: {m: (float(v) if m != "support" else int(v)) for m, v in row.items()} for k, row in rep.items()
+    }
+    out["token_accuracy"] = float(accuracy_score(gold, pred))
+    out["sentences"] = len(gold)
+    return out
+
+
+def evaluate_sentences(pipe: TaggingPipeline, sentences: list[Sentence], strategy: str = "first") -> dict[str, Any]:
+    pred = [[t for t, _ in row] for row in pipe.word_tags([s.words for s in sentences], strategy)]
+    return report([list(s.tags) for s in sentences], pred)
+
+
+def format_report(rep: dict[str, Any], title: str = "") -> str:
+    """The classic classification_report table."""
+    rows = [k for k in rep if isinstance(rep[k], dict)]
+    types = [k for k in rows if not k.endswith("avg")]
+    avgs = [k for k in rows if k.endswith("avg")]
+    width = max(len(k) for k in rows) + 2
+    lines = [title] if title else []
+    lines.append(f"{'':<{width}}{'precision':>10}{'recall':>10}{'f1-score':>10}{'support':>10}")
+    for group in (types, avgs):
+        for k in group:
+            r = rep[k]
+            lines.append(f"{k:<{width}}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1-score']:>10.4f}{r['support']:>10d}")
+        lines.append("")
+    lines.append(f"token accuracy: {rep['token_accuracy']:.4f}  sentences: {rep['sentences']}")
+    return "\n".join(lines)
+
+
+def torch_logits_fn(model: Any) -> Any:
+    """Logits function over a PyTorch model (same inputs as the ONNX graph)."""
+    import torch
+
+    device = next(model.parameters()).device
+
+    def run(batch: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+            return model(**inputs).logits.float().cpu().numpy()
+
+    return run
+
+
+def torch_pipeline(model: Any, encoder: PromptEncoder, labels: LabelMap, **kw: Any) -> TaggingPipeline:
+    return TaggingPipeline(encoder, labels, torch_logits_fn(model), **kw)
+
+
+def load_model_folder(folder: str | Path) -> tuple[Any, PromptEncoder, LabelMap, dict[str, Any]]:
+    """A folder written by ``promptbert train``: PyTorch model, encoder (stored prompt text), labels, manifest."""
+    from transformers import AutoModelForTokenClassification
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: model folder not found")
+    manifest = read_json(folder / C.MANIFEST) if (folder / C.MANIFEST).is_file() else {}
+    if manifest.get("kind") != C.MODEL_FOLDER_KIND:
+        raise ArtifactError(f"{folder}: not a model folder made by `promptbert train` (no {C.MANIFEST} of kind {C.MODEL_FOLDER_KIND})")
+    for name in (C.LABELS, C.PROMPT_TEXT, "config.json"):
+        if not (folder / name).is_file():
+            raise ArtifactError(f"{folder}: missing {name} (not a complete promptbert model folder)")
+    labels = LabelMap.load(folder / C.LABELS)
+    tok, specials = load_tokenizer(folder)
+    enc = manifest["encoding"]
+    encoder = PromptEncoder(tok, (folder / C.PROMPT_TEXT).read_text(encoding="utf-8"), enc["max_length"], enc["stride"], specials)
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(str(folder))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{folder}: cannot load model weights ({str(exc).splitlines()[0][:200]})") from None
+    model.eval()
+    return model, encoder, labels, manifest
+
+
+def load_any(folder: str | Path, variant: str = "auto", **kw: Any) -> tuple[TaggingPipeline, str]:
+    """A pipeline for a model folder (PyTorch) or an artifact (ONNX Runtime), and a label for reports."""
+    folder = Path(folder)
+    manifest = read_json(folder / C.MANIFEST) if (folder / C.MANIFEST).is_file() else {}
+    if manifest.get("kind") == C.ARTIFACT_KIND:
+        from promptbert.runtime import Artifact
+
+        pipe, loaded = Artifact(folder).pipeline(variant, **kw)
+        return pipe, f"onnx:{loaded.variant} ({', '.join(loaded.providers)})"
+    model, encoder, labels, _ = load_model_folder(folder)
+    return torch_pipeline(model, encoder, labels, **kw), "pytorch"

