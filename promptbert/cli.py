@@ -58,8 +58,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     from training.evaluate import evaluate_sentences, format_report, load_any
 
-    sentences = D.load_split(a.data, a.split, a.limit or None)
     pipe, backend = load_any(a.model, a.variant)
+    sentences = D.load_split(a.data, a.split, a.limit or None)
     D.check_labels(sentences, pipe.labels.entity_types)
     rep = evaluate_sentences(pipe, sentences, a.aggregation)
     print(format_report(rep, f"{a.model} [{backend}] on {a.data} {a.split}"))
@@ -67,6 +67,58 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if out:
         write_json(out, {"model": str(a.model), "backend": backend, "data": str(a.data), "split": a.split, "report": rep})
         print(f"written: {out}")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    import time
+
+    from .config import from_dict, load
+
+    from export.config import ExportConfig
+    from export.onnx_export import export
+
+    over = _overrides(a.set)
+    if a.variants:
+        over["variants"] = [v.strip() for v in a.variants.split(",") if v.strip()]
+    if a.data:
+        over["data_dir"] = a.data
+    if a.allow_degraded:
+        over["allow_degraded"] = True
+    config = load(ExportConfig, a.config, over) if a.config else from_dict(ExportConfig, over)
+    t0 = time.perf_counter()
+    manifest = export(a.model, a.output, config, force=a.force, report=print)
+    print(f"artifact: {a.output}  ({time.perf_counter() - t0:.0f}s)")
+    for name, v in manifest["variants"].items():
+        m = manifest["metrics"].get(name, {})
+        score = "  ".join(f"{k} {val:.4f}" for k, val in m.items())
+        flag = "" if v.get("passed", True) else "  [FAILED GATE, shipped with --allow-degraded]"
+        print(f"  {name:<10}{v['file']:<24}{v['bytes'] / 1e6:7.1f} MB  {score}{flag}")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from .runtime import Artifact
+
+    texts = list(a.texts)
+    if a.file:
+        with open(a.file, encoding="utf-8") as f:
+            texts.extend(line.rstrip("\n") for line in f if line.strip())
+    if not texts:
+        from .errors import InputError
+
+        raise InputError("give at least one text (arguments or --file)")
+    types = [t.strip() for t in a.types.split(",")] if a.types else None
+    pipe, loaded = Artifact(a.artifact).pipeline(a.variant, a.device)
+    results = pipe.entities(texts, a.aggregation, a.min_score, types)
+    if a.json:
+        print(json.dumps(results, ensure_ascii=False))
+        return 0
+    print(f"# {loaded.variant} on {', '.join(loaded.providers)}")
+    for text, ents in zip(texts, results):
+        print(text)
+        for e in ents:
+            print(f"  {e['entity_group']:<6}{e['score']:.3f}  [{e['start']}:{e['end']}]  {e['word']}")
     return 0
 
 
@@ -94,6 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=0, help="first N sentences only")
     e.add_argument("--output", help="write the report as JSON here")
     e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="model folder -> ONNX artifact (fp32, optimized, int8, fp16) with parity gates")
+    x.add_argument("model", help="model folder written by promptbert train")
+    x.add_argument("--output", required=True, help="artifact folder to write")
+    x.add_argument("--variants", help="comma list of fp32,optimized,int8,fp16 (fp32 is always written)")
+    x.add_argument("--data", help="CoNLL folder whose dev split runs the gates (default: the training data)")
+    x.add_argument("--config", help="ExportConfig YAML")
+    x.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any ExportConfig field")
+    x.add_argument("--allow-degraded", action="store_true", help="ship an int8 variant that failed its gate, flagged")
+    x.add_argument("--force", action="store_true", help="replace an existing artifact folder")
+    x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("predict", help="entities for texts, from an artifact with ONNX Runtime")
+    r.add_argument("artifact", help="artifact folder written by promptbert export")
+    r.add_argument("texts", nargs="*", help="texts to tag")
+    r.add_argument("--file", help="one text per line")
+    r.add_argument("--variant", default="auto", help="auto, fp32, optimized, int8, fp16")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--aggregation", default="first", help="simple, first, average, max")
+    r.add_argument("--min-score", type=float, default=0.0)
+    r.add_argument("--types", help="comma list of entity types to keep")
+    r.add_argument("--json", action="store_true", help="print one JSON list (one entity list per text)")
+    r.set_defaults(func=cmd_predict)
 
     for register in _EXTRA:
         register(sub)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import constants as C
+from .data import file_sha256
 from .encoding import PromptEncoder, load_tokenizer
 from .errors import ArtifactError
 from .labels import LabelMap
@@ -116,6 +117,9 @@ class Artifact:
         """Load one variant into a TaggingPipeline; reports the providers ORT really gave."""
         name, providers = self.choose(variant, device)
         path = self.folder / C.VARIANT_FILES[name]
+        expected = self.variants[name].get("sha256")
+        if expected and path.is_file() and file_sha256(path) != expected:
+            raise ArtifactError(f"{path}: does not match the manifest's sha256 (corrupt or modified file)")
         session = make_session(path, providers, threads or _env_threads())
         got = session.get_providers()
         if CUDA in providers and CUDA not in got:

@@ -1,0 +1,289 @@
+"""Model folder -> self-contained ONNX artifact, through Optimum, guarded by parity gates.
+
+    promptbert export runs/conll2003 --output artifacts/conll2003
+
+Variants: fp32 (the reference, always written), optimized (ORT fusions), int8
+(dynamic quantization of the raw export; fused graphs cannot be quantized in
+this Optimum version) and fp16 (for the CUDA provider). Every variant is
+checked against PyTorch / fp32 before the artifact folder appears.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from promptbert import config as cfg
+from promptbert import constants as C
+from promptbert import data as D
+from promptbert.encoding import batch_arrays
+from promptbert.errors import ArtifactError
+from promptbert.manifest import atomic_dir, folder_fingerprint, folder_hashes, now, read_json, versions, write_json
+from promptbert.pipeline import TaggingPipeline
+from promptbert.prompt import fingerprint
+from promptbert.runtime import CPU, make_session, ort_logits_fn
+
+from .config import ExportConfig, QuantCandidate, detect_isa
+
+Report = Callable[[str], None]
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+SHIPPED_FROM_MODEL = (*TOKENIZER_FILES, "config.json", C.LABELS, C.PROMPT_TEXT, C.PROMPT_SPEC)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _onnx_export(model_dir: Path, out: Path, opset: int) -> Path:
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(model_dir), out, task="token-classification", opset=opset, do_validation=False, device="cpu",
+                library_name="transformers")
+    path = out / "model.onnx"
+    if not path.is_file():
+        raise ArtifactError(f"{model_dir}: ONNX export produced no model.onnx")
+    return path
+
+
+def _optimize(onnx_dir: Path, out: Path, level: int, fp16: bool = False) -> Path:
+    from optimum.onnxruntime import ORTOptimizer
+    from optimum.onnxruntime.configuration import OptimizationConfig
+
+    optimizer = ORTOptimizer.from_pretrained(onnx_dir, file_names=["model.onnx"])
+    conf = OptimizationConfig(optimization_level=level, optimize_for_gpu=fp16, fp16=fp16)
+    optimizer.optimize(conf, out)
+    return out / "model_optimized.onnx"
+
+
+def quant_config(candidate: QuantCandidate, isa: str, node_names: list[str]) -> Any:
+    """Optimum's AutoQuantizationConfig for this CPU, restricted to the candidate's operators and nodes."""
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    exclude = [n for n in node_names if any(s in n for s in candidate.exclude)]
+    make = getattr(AutoQuantizationConfig, "avx512" if isa == "avx512" else isa)
+    return make(is_static=False, per_channel=candidate.per_channel, operators_to_quantize=list(candidate.operators),
+                nodes_to_exclude=exclude)
+
+
+def _quantize(onnx_dir: Path, out: Path, qconfig: Any) -> Path:
+    from optimum.onnxruntime import ORTQuantizer
+
+    ORTQuantizer.from_pretrained(onnx_dir, file_name="model.onnx").quantize(qconfig, out)
+    return out / "model_quantized.onnx"
+
+
+def node_names(path: Path) -> list[str]:
+    import onnx
+
+    return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node]
+
+
+def count_ops(path: Path) -> dict[str, int]:
+    """Operator histogram of a graph (to show what really got quantized)."""
+    import onnx
+
+    hist: dict[str, int] = {}
+    for n in onnx.load(str(path), load_external_data=False).graph.node:
+        hist[n.op_type] = hist.get(n.op_type, 0) + 1
+    return dict(sorted(hist.items()))
+
+
+def _f1(pipe: TaggingPipeline, sentences: list[D.Sentence]) -> tuple[float, list[list[str]]]:
+    from seqeval.metrics import f1_score
+
+    pred = [[t for t, _ in row] for row in pipe.word_tags([s.words for s in sentences])]
+    return float(f1_score([list(s.tags) for s in sentences], pred)), pred
+
+
+def _logits(fn: Any, batch: dict[str, np.ndarray]) -> np.ndarray:
+    return np.asarray(fn(batch), dtype=np.float32)
+
+
+def export(model_dir: str | Path, output: str | Path, config: ExportConfig, force: bool = False,
+           report: Report = _quiet) -> dict[str, Any]:
+    """Write the artifact; raises ArtifactError if a gate fails (unless allow_degraded for int8)."""
+    from training.evaluate import load_model_folder, torch_logits_fn
+
+    model_dir = Path(model_dir)
+    model, encoder, labels, mmanifest = load_model_folder(model_dir)
+    prompt_text = (model_dir / C.PROMPT_TEXT).read_text(encoding="utf-8")
+    if fingerprint(prompt_text) != mmanifest["prompt"]["fingerprint"]:
+        raise ArtifactError(f"{model_dir}: {C.PROMPT_TEXT} does not match the manifest's prompt fingerprint")
+    data_dir = config.data_dir or mmanifest["config"]["data_dir"]
+    dev = D.load_split(data_dir, "dev")
+    D.check_labels(dev, labels.entity_types)
+    sample = dev[: config.parity_sample]
+    gate = dev[: config.gate_sentences] if config.gate_sentences else dev
+    test: list[D.Sentence] = []
+    if config.eval_test:
+        try:
+            test = D.load_split(data_dir, "test")
+        except D.DataError:
+            test = []
+    isa = detect_isa() if config.isa == "auto" else config.isa
+    variants = ["fp32", *[v for v in config.variants if v != "fp32"]]
+    threads = config.threads or None
+
+    def ort_pipe(path: Path) -> tuple[TaggingPipeline, Any]:
+        fn = ort_logits_fn(make_session(path, [CPU], threads))
+        return TaggingPipeline(encoder, labels, fn), fn
+
+    t_all = time.perf_counter()
+    with atomic_dir(output, force=force) as out:
+        work = out / "_work"
+        t0 = time.perf_counter()
+        raw = _onnx_export(model_dir, work / "onnx", config.opset)
+        shutil.copyfile(raw, out / C.VARIANT_FILES["fp32"])
+        for name in SHIPPED_FROM_MODEL:
+            if (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, out / name)
+        report(f"export   fp32 ONNX (opset {config.opset})  {time.perf_counter() - t0:6.1f}s")
+
+        # Gate 1: fp32 ONNX vs PyTorch on the same windows: logits and predicted tags.
+        t0 = time.perf_counter()
+        windows = [w for s in sample for w in encoder.encode(list(s.words))]
+        torch_fn = torch_logits_fn(model)
+        fp32_pipe, fp32_fn = ort_pipe(out / C.VARIANT_FILES["fp32"])
+        max_diff, tag_mismatch = 0.0, 0
+        for i in range(0, len(windows), 32):
+            batch = batch_arrays(windows[i : i + 32], encoder.pad_id)
+            a, b = _logits(torch_fn, batch), _logits(fp32_fn, batch)
+            mask = batch["attention_mask"].astype(bool)
+            max_diff = max(max_diff, float(np.abs(a - b)[mask].max()))
+            tag_mismatch += int((a.argmax(-1) != b.argmax(-1))[mask].sum())
+        parity: dict[str, Any] = {
+            "fp32_vs_pytorch": {
+                "sentences": len(sample), "windows": len(windows), "max_abs_logit_diff": max_diff,
+                "tag_mismatches": tag_mismatch, "atol": config.logit_atol,
+                "passed": max_diff <= config.logit_atol and tag_mismatch == 0,
+            }
+        }
+        report(f"parity   fp32 vs PyTorch: max |dlogit| {max_diff:.2e}, {tag_mismatch} tag mismatches  {time.perf_counter() - t0:6.1f}s")
+        if not parity["fp32_vs_pytorch"]["passed"]:
+            raise ArtifactError(f"parity gate failed: fp32 ONNX vs PyTorch max |dlogit| {max_diff:.2e} "
+                                f"(atol {config.logit_atol}), {tag_mismatch} tag mismatches")
+        sample_tags = [[t for t, _ in row] for row in fp32_pipe.word_tags([s.words for s in sample])]
+
+        t0 = time.perf_counter()
+        fp32_f1, _ = _f1(fp32_pipe, gate)
+        metrics: dict[str, dict[str, float]] = {"fp32": {"dev_f1": fp32_f1}}
+        if test:
+            metrics["fp32"]["test_f1"] = _f1(fp32_pipe, test)[0]
+        report(f"score    fp32 dev F1 {fp32_f1:.4f} ({len(gate)} sentences)  {time.perf_counter() - t0:6.1f}s")
+        info: dict[str, dict[str, Any]] = {"fp32": {"passed": True}}
+
+        def same_tags(pipe: TaggingPipeline) -> int:
+            got = [[t for t, _ in row] for row in pipe.word_tags([s.words for s in sample])]
+            return sum(x != y for g, r in zip(got, sample_tags) for x, y in zip(g, r))
+
+        if "optimized" in variants:
+            t0 = time.perf_counter()
+            opt = _optimize(work / "onnx", work / "opt", config.optimization_level)
+            shutil.copyfile(opt, out / C.VARIANT_FILES["optimized"])
+            mism = same_tags(ort_pipe(out / C.VARIANT_FILES["optimized"])[0])
+            parity["optimized_vs_fp32"] = {"sentences": len(sample), "word_tag_mismatches": mism, "passed": mism == 0}
+            info["optimized"] = {"passed": mism == 0, "optimization_level": config.optimization_level}
+            report(f"optimize O{config.optimization_level}: {mism} word-tag mismatches vs fp32  {time.perf_counter() - t0:6.1f}s")
+            if mism:
+                raise ArtifactError(f"parity gate failed: optimized vs fp32, {mism} word tags differ on {len(sample)} dev sentences")
+
+        if "int8" in variants:
+            names = node_names(raw)
+            tried = []
+            chosen = None
+            for cand in config.quant_ladder:
+                t0 = time.perf_counter()
+                qconf = quant_config(cand, isa, names)
+                qpath = _quantize(work / "onnx", work / f"q-{cand.name}", qconf)
+                pipe, _ = ort_pipe(qpath)
+                f1, _ = _f1(pipe, gate)
+                drop = (fp32_f1 - f1) * 100
+                ok = drop <= config.max_int8_f1_drop
+                tried.append({"candidate": cfg.to_dict(cand), "dev_f1": f1, "f1_drop_points": drop, "passed": ok,
+                              "excluded_nodes": len(qconf.nodes_to_exclude)})
+                report(f"int8     {cand.name}: dev F1 {f1:.4f} (drop {drop:+.2f} points) {'PASS' if ok else 'fail'}  {time.perf_counter() - t0:6.1f}s")
+                if ok:
+                    chosen = (cand, qconf, qpath, pipe, f1, drop)
+                    break
+            if chosen is None:
+                if not config.allow_degraded:
+                    best = min(tried, key=lambda r: r["f1_drop_points"])
+                    raise ArtifactError(
+                        f"int8 gate failed: no quantization candidate kept the dev F1 drop within "
+                        f"{config.max_int8_f1_drop} points (best: {best['candidate']['name']}, "
+                        f"{best['f1_drop_points']:.2f}); use --allow-degraded to ship it flagged, or drop int8")
+                best_i = min(range(len(tried)), key=lambda i: tried[i]["f1_drop_points"])
+                cand = config.quant_ladder[best_i]
+                qconf = quant_config(cand, isa, names)
+                qpath = work / f"q-{cand.name}" / "model_quantized.onnx"
+                pipe, _ = ort_pipe(qpath)
+                chosen = (cand, qconf, qpath, pipe, tried[best_i]["dev_f1"], tried[best_i]["f1_drop_points"])
+            cand, qconf, qpath, pipe, f1, drop = chosen
+            passed = drop <= config.max_int8_f1_drop
+            shutil.copyfile(qpath, out / C.VARIANT_FILES["int8"])
+            if (qpath.parent / C.QUANTIZATION_CONFIG).is_file():
+                shutil.copyfile(qpath.parent / C.QUANTIZATION_CONFIG, out / C.QUANTIZATION_CONFIG)
+            metrics["int8"] = {"dev_f1": f1}
+            if test:
+                metrics["int8"]["test_f1"] = _f1(pipe, test)[0]
+            parity["int8_vs_fp32"] = {"sentences": len(gate), "fp32_dev_f1": fp32_f1, "int8_dev_f1": f1,
+                                      "f1_drop_points": drop, "max_drop_points": config.max_int8_f1_drop,
+                                      "passed": passed, "candidates": tried}
+            info["int8"] = {"passed": passed, "isa": isa, "candidate": cand.name, "ops": count_ops(out / C.VARIANT_FILES["int8"]),
+                            "quantization": {"is_static": False, "per_channel": cand.per_channel,
+                                             "operators": list(cand.operators), "excluded_nodes": list(qconf.nodes_to_exclude)}}
+
+        if "fp16" in variants:
+            t0 = time.perf_counter()
+            f16 = _optimize(work / "onnx", work / "fp16", 1, fp16=True)
+            shutil.copyfile(f16, out / C.VARIANT_FILES["fp16"])
+            mism = same_tags(ort_pipe(out / C.VARIANT_FILES["fp16"])[0])
+            parity["fp16_vs_fp32"] = {"sentences": len(sample), "word_tag_mismatches": mism, "passed": mism == 0,
+                                      "provider": CPU}
+            info["fp16"] = {"passed": mism == 0}
+            report(f"fp16     {mism} word-tag mismatches vs fp32 (checked on CPU)  {time.perf_counter() - t0:6.1f}s")
+            if mism:
+                raise ArtifactError(f"parity gate failed: fp16 vs fp32, {mism} word tags differ on {len(sample)} dev sentences")
+
+        shutil.rmtree(work)
+        cfg.dump_yaml(config, out / C.EXPORT_CONFIG)
+        write_json(out / C.PARITY, parity)
+        hashes = folder_hashes(out)
+        for v in variants:
+            info[v].update({"file": C.VARIANT_FILES[v], **hashes[C.VARIANT_FILES[v]]})
+        manifest = {
+            "kind": C.ARTIFACT_KIND,
+            "created": now(),
+            "versions": versions(),
+            "source_model": {"path": str(model_dir.resolve()), "fingerprint": folder_fingerprint(model_dir),
+                             "base_model": mmanifest.get("base_model"), "metrics": mmanifest.get("metrics")},
+            "prompt": mmanifest["prompt"],
+            "labels": list(labels.labels),
+            "encoding": mmanifest["encoding"],
+            "opset": config.opset,
+            "data_dir": str(data_dir),
+            "variants": info,
+            "metrics": metrics,
+            "parity": parity,
+            "files": hashes,
+            "seconds": round(time.perf_counter() - t_all, 1),
+        }
+        write_json(out / C.MANIFEST, manifest)
+    return manifest
+
+
+def verify(folder: str | Path) -> None:
+    """Recompute file hashes against the manifest (a corrupt or edited artifact is refused)."""
+    folder = Path(folder)
+    manifest = read_json(folder / C.MANIFEST)
+    for name, info in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError(f"{folder}: missing {name}")
+        if D.file_sha256(path) != info["sha256"]:
+            raise ArtifactError(f"{folder}: {name} does not match its manifest hash (corrupt or modified)")

@@ -1,0 +1,73 @@
+import pytest
+
+from promptbert.data import check_labels, find_split, load_split, read_conll, split_words
+from promptbert.errors import DataError
+
+IOB2 = "EU B-ORG\nrejects O\nGerman B-MISC\ncall O\nPeter B-PER\nBlackburn I-PER\nNew B-LOC\nYork I-LOC\nParis B-LOC\n"
+IOB1 = "EU I-ORG\nrejects O\nGerman I-MISC\ncall O\nPeter I-PER\nBlackburn I-PER\nNew I-LOC\nYork I-LOC\nParis B-LOC\n"
+IOBES = "EU S-ORG\nrejects O\nGerman S-MISC\ncall O\nPeter B-PER\nBlackburn E-PER\nNew B-LOC\nYork E-LOC\nParis S-LOC\n"
+EXPECTED = ("B-ORG", "O", "B-MISC", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-LOC")
+
+
+@pytest.mark.parametrize("body", [IOB2, IOB1, IOBES], ids=["iob2", "iob1", "iobes"])
+def test_schemes_normalise_to_iob2(tmp_path, body):
+    p = tmp_path / "train.txt"
+    p.write_text("-DOCSTART- -X- O\n\n" + body.replace(" ", " NNP B-NP ") + "\n", encoding="utf-8")
+    (s,) = read_conll(p)
+    assert s.words[:2] == ("EU", "rejects")
+    assert s.tags == EXPECTED
+
+
+def test_blank_lines_split_sentences_and_docstart_is_skipped(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text("-DOCSTART- O\n\na O\nb B-PER\n\n\n-DOCSTART- O\nc O\n\n", encoding="utf-8")
+    sents = read_conll(p)
+    assert [s.words for s in sents] == [("a", "b"), ("c",)]
+    assert sents[1].line == 8
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_text("a O\nb\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.txt:2: expected"):
+        read_conll(p)
+
+
+def test_unknown_tag_scheme(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_text("a O\nb X-PER\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.txt:2: unknown tag 'X-PER'"):
+        read_conll(p)
+
+
+def test_empty_corpus_and_missing_split(tmp_path):
+    (tmp_path / "train.txt").write_text("-DOCSTART- O\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match="empty corpus"):
+        load_split(tmp_path, "train")
+    with pytest.raises(DataError, match="no 'dev' split"):
+        find_split(tmp_path, "dev")
+    with pytest.raises(DataError, match="data folder not found"):
+        find_split(tmp_path / "nope", "train")
+
+
+def test_dev_aliases(tmp_path):
+    (tmp_path / "valid.txt").write_text("a O\n", encoding="utf-8")
+    assert find_split(tmp_path, "dev").name == "valid.txt"
+
+
+def test_label_not_in_map_names_line(tmp_path):
+    p = tmp_path / "train.txt"
+    p.write_text("a O\nb B-PER\n\nc B-DATE\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train.txt:4: label 'B-DATE' is not in the label map"):
+        check_labels(read_conll(p), ("PER",))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Germany's rep said U.S. sales rose 3.5% to $1,000 (Thursday).", "  Zürich\t\n naïve\x00café\u200b ok  ", "", "   ", "日本 の 東京"],
+)
+def test_split_words_offsets_slice_the_text(text):
+    words = split_words(text)
+    for w, s, e in words:
+        assert text[s:e] == w and w.strip() == w and w
+    assert "\x00" not in "".join(w for w, _, _ in words)

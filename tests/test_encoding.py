@@ -1,0 +1,96 @@
+"""Label alignment and windows: the contract between training and serving."""
+
+import numpy as np
+import pytest
+
+from promptbert.encoding import IGNORE_INDEX, PromptEncoder, batch_arrays, load_tokenizer, token_budget_batches
+from promptbert.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_base):
+    return load_tokenizer(tiny_base)
+
+
+def encoder(tok, prompt="you tag names", max_length=64, stride=8):
+    t, specials = tok
+    return PromptEncoder(t, prompt, max_length, stride, specials)
+
+
+def test_prompt_is_segment_a_and_text_segment_b(tok):
+    enc = encoder(tok)
+    (w,) = enc.encode(["john", "visited", "washington"], [1, 0, 5])
+    n_head = 1 + enc.prompt_tokens + 1
+    assert w.input_ids[0] == enc.cls_id and w.input_ids[n_head - 1] == enc.sep_id and w.input_ids[-1] == enc.sep_id
+    assert w.token_type_ids == [0] * n_head + [1] * (len(w.input_ids) - n_head)
+    # No prompt or special token carries a label.
+    assert all(lab == IGNORE_INDEX for lab in w.labels[:n_head] + w.labels[-1:])
+
+
+def test_only_first_piece_of_each_word_is_labelled(tok):
+    enc = encoder(tok)
+    words = ["washington", "met", "mcdonald", "."]
+    (w,) = enc.encode(words, [1, 0, 1, 0])
+    pieces = enc.word_pieces(words)
+    assert [len(p) for p in pieces] == [2, 1, 3, 1]  # real continuation pieces
+    labelled = [(tw, lab) for tw, lab in zip(w.token_word, w.labels) if lab != IGNORE_INDEX]
+    assert labelled == [(0, 1), (1, 0), (2, 1), (3, 0)]
+    # each labelled token is the first of its word
+    for i, (tw, lab) in enumerate(zip(w.token_word, w.labels)):
+        if lab != IGNORE_INDEX:
+            assert w.token_word[i - 1] != tw
+
+
+def test_no_prompt_uses_single_segment(tok):
+    enc = encoder(tok, prompt="")
+    (w,) = enc.encode(["john"])
+    assert w.input_ids[0] == enc.cls_id and set(w.token_type_ids) == {0}
+
+
+def test_unknown_or_empty_word_still_gets_a_piece(tok):
+    enc = encoder(tok)
+    pieces = enc.word_pieces(["\u200b", "qqqq", "john"])
+    assert pieces[0] == [enc.unk_id] and len(pieces) == 3
+
+
+@pytest.mark.parametrize("n_words", [1, 40, 137, 500])
+def test_long_sentence_windows_own_every_word_once(tok, n_words):
+    enc = encoder(tok, max_length=48, stride=8)
+    words = (["washington", "met", "the", "mcdonald", "team", "."] * 100)[:n_words]
+    windows = enc.encode(words, [0] * n_words)
+    owned = []
+    for w in windows:
+        assert len(w.input_ids) <= 48
+        assert w.input_ids[: len(enc.head_ids)] == enc.head_ids  # the prompt is never truncated
+        assert w.word_start <= w.own_start <= w.own_end <= w.word_end
+        owned.extend(range(w.own_start, w.own_end))
+        covered = {tw for tw in w.token_word if tw >= 0}
+        assert covered == set(range(w.word_start, w.word_end))
+    assert owned == list(range(n_words))
+    if n_words > 40:
+        assert len(windows) > 1 and all(a.word_end > b.word_start for a, b in zip(windows, windows[1:]))
+
+
+def test_prompt_leaving_no_room_is_an_error(tok):
+    with pytest.raises(ConfigError, match="prompt: renders to"):
+        encoder(tok, prompt=" ".join(["names"] * 40), max_length=64)
+
+
+def test_batch_arrays_pad_and_mask(tok):
+    enc = encoder(tok)
+    a = enc.encode(["john"])[0]
+    b = enc.encode(["john", "met", "mary", "jones"])[0]
+    arr = batch_arrays([a, b], enc.pad_id)
+    assert arr["input_ids"].dtype == np.int64 and arr["input_ids"].shape == (2, len(b.input_ids))
+    assert arr["attention_mask"][0].sum() == len(a.input_ids)
+    assert (arr["input_ids"][0, len(a.input_ids):] == enc.pad_id).all()
+    assert arr["token_type_ids"][1].tolist() == b.token_type_ids
+
+
+def test_token_budget_batches_cover_everything_and_respect_budget():
+    lengths = [5, 50, 7, 49, 6, 100, 8]
+    batches = token_budget_batches(lengths, max_tokens=100, max_items=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 3
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 100

@@ -1,0 +1,147 @@
+"""Export of the tiny model: variants, manifest, parity, quantized ops, predict offsets, token_type_ids."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from promptbert import constants as C
+from promptbert.errors import ArtifactError
+from promptbert.runtime import Artifact
+
+TEXTS = [
+    "John Smith visited Paris.",
+    "  Mary   Jones met the ACME Corp team in London !!  ",
+    "Zürich, naïve café — and München (Bavaria)…",
+    "\u200bWashington met German people\x00in Washington.",
+    "",
+    "   ",
+]
+
+
+def test_all_variants_and_complete_manifest(tiny_artifact, tiny_model):
+    m = json.loads((tiny_artifact / C.MANIFEST).read_text())
+    assert m["kind"] == C.ARTIFACT_KIND
+    assert set(m["variants"]) == {"fp32", "optimized", "int8", "fp16"}
+    for name, v in m["variants"].items():
+        path = tiny_artifact / C.VARIANT_FILES[name]
+        assert path.is_file() and v["bytes"] == path.stat().st_size and len(v["sha256"]) == 64 and v["passed"]
+    for name in ("tokenizer.json", "tokenizer_config.json", C.LABELS, C.PROMPT_TEXT, C.PROMPT_SPEC, C.EXPORT_CONFIG, C.PARITY):
+        assert (tiny_artifact / name).is_file(), name
+    assert not (tiny_artifact / "_work").exists() and not (tiny_artifact / "model.safetensors").exists()
+    src = json.loads((tiny_model / C.MANIFEST).read_text())
+    assert m["prompt"]["fingerprint"] == src["prompt"]["fingerprint"] and m["opset"] == 18
+    assert len(m["source_model"]["fingerprint"]) == 64
+    assert m["variants"]["int8"]["quantization"]["is_static"] is False
+    assert {"fp32", "int8"} <= set(m["metrics"]) and "dev_f1" in m["metrics"]["int8"]
+
+
+def test_fp32_parity_within_tolerance(tiny_artifact):
+    p = json.loads((tiny_artifact / C.PARITY).read_text())
+    fp = p["fp32_vs_pytorch"]
+    assert fp["passed"] and fp["max_abs_logit_diff"] <= 1e-3 and fp["tag_mismatches"] == 0 and fp["windows"] > 0
+    assert p["int8_vs_fp32"]["f1_drop_points"] <= 0.3 and p["fp16_vs_fp32"]["word_tag_mismatches"] == 0
+
+
+def test_int8_graph_contains_quantized_operators(tiny_artifact):
+    from export.onnx_export import count_ops
+
+    ops = count_ops(tiny_artifact / C.VARIANT_FILES["int8"])
+    assert ops.get("MatMulInteger", 0) + ops.get("DynamicQuantizeMatMul", 0) > 0
+    assert "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops
+    assert count_ops(tiny_artifact / "model.onnx").get("MatMulInteger", 0) == 0
+
+
+@pytest.mark.parametrize("variant", ["fp32", "optimized", "int8", "fp16"])
+def test_predict_offsets_slice_the_original_text(tiny_artifact, variant):
+    pipe, loaded = Artifact(tiny_artifact).pipeline(variant, "cpu")
+    assert loaded.providers == ["CPUExecutionProvider"]
+    for strategy in ("simple", "first", "average", "max"):
+        results = pipe.entities(TEXTS, strategy)
+        assert len(results) == len(TEXTS) and results[4] == [] and results[5] == []
+        for text, ents in zip(TEXTS, results):
+            for e in ents:
+                assert set(e) == {"entity_group", "score", "word", "start", "end"}
+                assert text[e["start"] : e["end"]] == e["word"] and e["word"].strip()
+                assert 0.0 <= e["score"] <= 1.0 and isinstance(e["score"], float)
+                assert e["entity_group"] in {"PER", "ORG", "LOC", "MISC"}
+
+
+def test_token_type_ids_reach_the_model(tiny_artifact):
+    """Feeding segment B as segment A must change the logits: token_type_ids are really passed."""
+    art = Artifact(tiny_artifact)
+    enc = art.encoder()
+    pipe, _ = art.pipeline("fp32", "cpu")
+    from promptbert.encoding import batch_arrays
+
+    batch = batch_arrays(enc.encode("john met mary in paris".split()), enc.pad_id)
+    assert batch["token_type_ids"].max() == 1
+    right = pipe.logits_fn(batch)
+    wrong = pipe.logits_fn({**batch, "token_type_ids": np.zeros_like(batch["token_type_ids"])})
+    assert np.abs(right - wrong).max() > 1e-4
+
+
+def test_cli_predict_json_matches_library(tiny_artifact):
+    r = subprocess.run([sys.executable, "-m", "promptbert.cli", "predict", str(tiny_artifact), *TEXTS[:3], "--json",
+                        "--variant", "int8"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    pipe, _ = Artifact(tiny_artifact).pipeline("int8", "cpu")
+    assert json.loads(r.stdout) == pipe.entities(TEXTS[:3])
+
+
+def test_evaluate_artifact_uses_same_path(tiny_artifact, tiny_model, tiny_corpus):
+    from training.evaluate import evaluate_sentences, load_any
+    from promptbert.data import load_split
+
+    sents = load_split(tiny_corpus, "test")
+    torch_rep = evaluate_sentences(load_any(tiny_model)[0], sents)
+    onnx_rep = evaluate_sentences(load_any(tiny_artifact, "fp32")[0], sents)
+    assert onnx_rep["micro avg"] == pytest.approx(torch_rep["micro avg"])
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "promptbert.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_bad_inputs_one_line_exit_2(tiny_artifact, tiny_model, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_artifact, broken)
+    (broken / "model_quantized.onnx").write_bytes(b"not an onnx file")
+    cases = [
+        (["export", str(tmp_path / "nope"), "--output", str(tmp_path / "o1")], "model folder not found"),
+        (["export", str(tiny_artifact), "--output", str(tmp_path / "o2")], "not a model folder made by `promptbert train`"),
+        (["export", str(tiny_model), "--output", str(tmp_path / "o3"), "--variants", "fp32,int4"], "variants: unknown 'int4'"),
+        (["export", str(tiny_model), "--output", str(tiny_artifact)], "already exists"),
+        (["predict", str(broken), "hi", "--variant", "int8"], "does not match the manifest's sha256"),
+        (["predict", str(tiny_artifact), "hi", "--variant", "int3"], "variant: unknown 'int3'"),
+        (["predict", str(tiny_model), "hi"], "not a promptbert artifact"),
+    ]
+    for args, needle in cases:
+        r = cli(*args)
+        assert r.returncode == 2, (args, r.stderr[-500:])
+        assert needle in r.stderr.strip().splitlines()[-1] and "Traceback" not in r.stderr, (args, r.stderr[-500:])
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_model_folder_without_prompt_is_refused(tiny_model, tmp_path):
+    from export.config import ExportConfig
+    from export.onnx_export import export
+
+    copy = tmp_path / "noprompt"
+    shutil.copytree(tiny_model, copy)
+    (copy / C.PROMPT_TEXT).unlink()
+    with pytest.raises(ArtifactError, match="missing prompt.txt"):
+        export(copy, tmp_path / "out", ExportConfig(variants=("fp32",)))
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_onnx_is_a_clear_error(tiny_artifact, tmp_path):
+    from promptbert.runtime import make_session
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00\x01garbage")
+    with pytest.raises(ArtifactError, match="cannot load ONNX model"):
+        make_session(bad, ["CPUExecutionProvider"])

@@ -1,0 +1,100 @@
+"""A two-step training run writes a complete model folder that `evaluate` reads back; CLI errors exit 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from promptbert import constants as C
+from promptbert.cli import main
+
+from .conftest import tiny_train_config
+
+
+def test_model_folder_is_complete(tiny_model, tiny_prompt):
+    for name in (C.MANIFEST, C.LABELS, C.PROMPT_TEXT, C.PROMPT_SPEC, C.METRICS, C.TRAIN_CONFIG, "config.json",
+                 "model.safetensors", "tokenizer.json"):
+        assert (tiny_model / name).is_file(), name
+    assert not (tiny_model / "_trainer").exists()  # checkpoints are not shipped
+    m = json.loads((tiny_model / C.MANIFEST).read_text())
+    assert m["kind"] == C.MODEL_FOLDER_KIND
+    assert m["prompt"]["kind"] == "spec" and len(m["prompt"]["fingerprint"]) == 64
+    assert set(m["data_files"]) and all(len(h) == 64 for h in m["data_files"].values())
+    assert m["config"]["max_steps"] == 2 and m["training"]["steps"] == 2
+    assert {"torch", "transformers", "promptbert"} <= set(m["versions"])
+    metrics = json.loads((tiny_model / C.METRICS).read_text())
+    assert set(metrics) == {"dev", "test"} and "micro avg" in metrics["dev"]
+    cfg = json.loads((tiny_model / "config.json").read_text())
+    assert cfg["id2label"]["0"] == "O" and len(cfg["id2label"]) == 9
+    from promptbert.prompt import fingerprint
+
+    assert fingerprint((tiny_model / C.PROMPT_TEXT).read_text()) == m["prompt"]["fingerprint"]
+
+
+def test_evaluate_reads_the_folder_back(tiny_model, tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    assert main(["evaluate", str(tiny_model), "--data", str(tiny_corpus), "--split", "test", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "micro avg" in printed and "token accuracy" in printed
+    rep = json.loads(out.read_text())["report"]
+    assert rep["sentences"] == 2 and {"micro avg", "macro avg", "weighted avg"} <= set(rep)
+    # Same numbers as the training's own final evaluation (one code path).
+    saved = json.loads((tiny_model / C.METRICS).read_text())["test"]
+    assert rep["micro avg"]["f1-score"] == pytest.approx(saved["micro avg"]["f1-score"])
+    assert rep["token_accuracy"] == pytest.approx(saved["token_accuracy"])
+
+
+def test_every_word_gets_one_prediction_across_windows(tiny_model):
+    from training.evaluate import load_any
+
+    pipe, _ = load_any(tiny_model)
+    words = ("john met mary in paris .".split()) * 30  # far longer than max_length 64
+    (tags,) = pipe.word_tags([words])
+    assert len(tags) == len(words) and len(pipe.encoder.encode(words)) > 1
+
+
+def test_interrupted_training_leaves_no_folder(tiny_base, tiny_corpus, tiny_prompt, tmp_path, monkeypatch):
+    import training.train as T
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "write_json", boom)
+    out = tmp_path / "model"
+    with pytest.raises(KeyboardInterrupt):
+        T.train(tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, out, max_steps=1))
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "promptbert.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--data", "/nonexistent/data", "--set", "max_steps=1"], "data folder not found"),
+        (["train", "--data", "CORPUS", "--base-model", "/nonexistent/model", "--set", "max_steps=1"], "base_model: path /nonexistent/model does not exist"),
+        (["train", "--set", "learnig_rate=1"], "learnig_rate: unknown key"),
+        (["evaluate", "/nonexistent", "--data", "."], "not found"),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2(args, needle, tmp_path, tiny_corpus):
+    args = [a.replace("CORPUS", str(tiny_corpus)) for a in args]
+    r = run_cli(*args, *(["--output", str(tmp_path / "m")] if args[0] == "train" else []))
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert needle in lines[-1] and "Traceback" not in r.stderr
+
+
+def test_cli_label_not_in_map_and_bad_config_key(tmp_path, tiny_base, tiny_prompt):
+    (tmp_path / "train.txt").write_text("john B-PER\nparis B-CITY\n", encoding="utf-8")
+    (tmp_path / "valid.txt").write_text("john B-PER\n", encoding="utf-8")
+    r = run_cli("train", "--data", str(tmp_path), "--base-model", str(tiny_base), "--prompt", str(tiny_prompt),
+                "--output", str(tmp_path / "m"), "--set", "max_steps=1")
+    assert r.returncode == 2 and "train.txt:2: label 'B-CITY' is not in the label map" in r.stderr
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epoch: 3\n", encoding="utf-8")
+    r = run_cli("train", "--config", str(cfg))
+    assert r.returncode == 2 and "epoch: unknown key in TrainConfig" in r.stderr
