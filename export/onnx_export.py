@@ -170,7 +170,16 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
         sample_tags = [[t for t, _ in row] for row in fp32_pipe.word_tags([s.words for s in sample])]
 
         t0 = time.perf_counter()
-        fp32_f1, _ = _f1(fp32_pipe, gate)
+        from seqeval.metrics import f1_score
+
+        gold = [list(s.tags) for s in gate]
+        probs = fp32_pipe.piece_probs([s.words for s in gate])
+        by_strategy = {
+            st: float(f1_score(gold, [[t for t, _ in row] for row in fp32_pipe.tags_from_probs(probs, st)]))
+            for st in ("first", "average", "max")
+        }
+        best_aggregation = max(by_strategy, key=lambda k: (by_strategy[k], k == "first"))
+        fp32_f1 = by_strategy["first"]
         metrics: dict[str, dict[str, float]] = {"fp32": {"dev_f1": fp32_f1}}
         if test:
             metrics["fp32"]["test_f1"] = _f1(fp32_pipe, test)[0]
@@ -269,6 +278,8 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
             "data_dir": str(data_dir),
             "variants": info,
             "metrics": metrics,
+            "aggregation_dev_f1": by_strategy,
+            "best_aggregation": best_aggregation,
             "parity": parity,
             "files": hashes,
             "seconds": round(time.perf_counter() - t_all, 1),

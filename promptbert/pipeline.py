@@ -68,9 +68,13 @@ class TaggingPipeline:
 
     def word_tags(self, sentences: Sequence[Sequence[str]], strategy: str = "first") -> list[list[tuple[str, float]]]:
         """IOB2 tag and score per word (what evaluation compares to the gold tags)."""
+        return self.tags_from_probs(self.piece_probs(sentences), strategy)
+
+    def tags_from_probs(self, probs: list[list[np.ndarray]], strategy: str = "first") -> list[list[tuple[str, float]]]:
+        """Word tags from already computed piece probabilities (score several strategies with one model pass)."""
         check_strategy(strategy)
         out = []
-        for rows_per_word in self.piece_probs(sentences):
+        for rows_per_word in probs:
             tags = []
             for rows in rows_per_word:
                 idx, score = aggregate_word(rows, strategy)

@@ -29,9 +29,18 @@ CPU = "CPUExecutionProvider"
 
 
 def cuda_available() -> bool:
+    """Worth asking ORT for CUDA: the GPU build is installed and an NVIDIA driver is present.
+
+    onnxruntime-gpu lists CUDAExecutionProvider even with no GPU; asking for it then
+    only logs a loader error. The final word is still ``session.get_providers()``.
+    """
+    import glob
+
     import onnxruntime as ort
 
-    return CUDA in ort.get_available_providers()
+    if CUDA not in ort.get_available_providers():
+        return False
+    return os.path.exists("/proc/driver/nvidia") or bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,86 @@
+"""Start and stop a real ``bentoml serve`` of service.py on loopback (tests, demo, load tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from .errors import PromptBertError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+class ServedArtifact:
+    """``with ServedArtifact(artifact) as url:`` -- a live service until the block ends."""
+
+    def __init__(self, artifact: str | Path, port: int | None = None, env: dict[str, str] | None = None,
+                 ready_timeout: float = 180.0, log_path: str | Path | None = None) -> None:
+        self.artifact = Path(artifact).resolve()
+        self.port = port or free_port()
+        self.env = env or {}
+        self.ready_timeout = ready_timeout
+        self.log_path = Path(log_path) if log_path else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> str:
+        env = {**os.environ, "PROMPTBERT_ARTIFACT": str(self.artifact), "BENTOML_DO_NOT_TRACK": "true", **self.env}
+        out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", "service:PromptBertNER", "--host", "127.0.0.1",
+             "--port", str(self.port), "--working-dir", str(ROOT)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise PromptBertError(f"bentoml serve exited with code {self.proc.returncode} before it was ready"
+                                      + (f" (log: {self.log_path})" if self.log_path else ""))
+            if http_status(f"{self.url}/readyz") == 200:
+                return self.url
+            time.sleep(0.5)
+        self.stop()
+        raise PromptBertError(f"bentoml serve was not ready after {self.ready_timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGINT)  # bentoml shuts its workers down on SIGINT
+            self.proc.wait(timeout=15)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=5)
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,109 @@
+"""promptbert NER service: plain text in, entities out, prompt wrapping done here.
+
+    PROMPTBERT_ARTIFACT=artifacts/demo bentoml serve service:PromptBertNER --port 3000
+
+Loads one artifact folder once (ONNX Runtime: CUDA + fp16/fp32 when a GPU really
+comes up, else CPU + int8), warms it up, then reports ready on /readyz.
+Endpoints: POST /tag (batchable: a list of texts), POST /tag_text (one text, with
+options), POST /metadata; BentoML's own /livez, /readyz and /metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Annotated, Any, Literal
+
+import bentoml
+from pydantic import BaseModel, Field
+
+from promptbert.errors import InputError
+from promptbert.runtime import Artifact
+from promptbert.serving import ServeConfig
+
+CONFIG = ServeConfig.from_env()
+EXAMPLE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union budget."
+log = logging.getLogger("bentoml.service.promptbert")
+
+Text = Annotated[str, Field(max_length=CONFIG.max_chars, description="raw text; empty returns no entities")]
+
+
+class Entity(BaseModel):
+    """One entity in the Hugging Face pipeline shape; text[start:end] == word."""
+
+    entity_group: str
+    score: float
+    word: str
+    start: int
+    end: int
+
+
+@bentoml.service(
+    name="promptbert",
+    traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
+    workers=1,
+)
+class PromptBertNER:
+    def __init__(self) -> None:
+        t0 = time.perf_counter()
+        self.artifact = Artifact(CONFIG.artifact)
+        self.pipe, self.loaded = self.artifact.pipeline(
+            CONFIG.variant, CONFIG.device, CONFIG.threads or None, max_batch_tokens=CONFIG.max_batch_tokens,
+            max_batch_items=None,
+        )
+        self.default_strategy = CONFIG.aggregation or self.artifact.manifest.get("best_aggregation", "first")
+        self.batch_sizes: Counter[int] = Counter()
+        self._lock = threading.Lock()
+        self.pipe.entities([EXAMPLE])  # warm-up: /readyz turns green only after a real inference
+        self.ready = True
+        log.info("promptbert: %s variant on %s, loaded and warmed up in %.1fs",
+                 self.loaded.variant, self.loaded.providers, time.perf_counter() - t0)
+
+    def __is_ready__(self) -> bool:
+        return getattr(self, "ready", False)
+
+    @bentoml.api(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
+    def tag(self, texts: Annotated[list[Text], Field(min_length=1, max_length=CONFIG.max_items)] = [EXAMPLE]) -> list[list[Entity]]:  # noqa: B006
+        """Entities for each text (adaptive batching merges concurrent requests)."""
+        with self._lock:
+            self.batch_sizes[len(texts)] += 1
+        return self.pipe.entities(texts, self.default_strategy)  # type: ignore[return-value]
+
+    @bentoml.api
+    def tag_text(
+        self,
+        text: Text = EXAMPLE,
+        aggregation_strategy: Literal["simple", "first", "average", "max"] | None = None,
+        min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0,
+        entity_types: list[str] | None = None,
+    ) -> list[Entity]:
+        """Entities for one text, with the options of the HF pipeline."""
+        try:
+            (ents,) = self.pipe.entities([text], aggregation_strategy or self.default_strategy, min_score, entity_types)
+        except InputError as exc:
+            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
+        return ents  # type: ignore[return-value]
+
+    @bentoml.api
+    def metadata(self) -> dict[str, Any]:
+        """What is being served: model, prompt, labels, variant, provider, versions, batching."""
+        m = self.artifact.manifest
+        with self._lock:
+            sizes = dict(sorted(self.batch_sizes.items()))
+        return {
+            "artifact": str(self.artifact.folder),
+            "variant": self.loaded.variant,
+            "providers": self.loaded.providers,
+            "base_model": m["source_model"].get("base_model"),
+            "prompt": {"fingerprint": m["prompt"]["fingerprint"], "tokens": m["prompt"]["tokens"], "kind": m["prompt"]["kind"]},
+            "labels": m["labels"],
+            "entity_types": list(self.artifact.labels.entity_types),
+            "metrics": m.get("metrics", {}),
+            "default_aggregation": self.default_strategy,
+            "versions": m.get("versions", {}),
+            "limits": {"max_batch_size": CONFIG.max_batch_size, "max_latency_ms": CONFIG.max_latency_ms,
+                       "max_items": CONFIG.max_items, "max_chars": CONFIG.max_chars},
+            "batch_sizes_seen": sizes,
+        }

@@ -1,0 +1,137 @@
+"""Service tests in three tiers: pure config, in-process ASGI validation, and a real `bentoml serve`."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from promptbert.errors import ConfigError
+from promptbert.serving import ServeConfig
+
+TEXTS = ["John Smith visited Paris.", "Mary Jones met the Acme Corp team in London.", "", "Zürich — naïve café"]
+
+
+def test_serve_config_from_env():
+    c = ServeConfig.from_env({"PROMPTBERT_MAX_CHARS": "50", "PROMPTBERT_VARIANT": "fp32", "PROMPTBERT_OTHER": "x"})
+    assert c.max_chars == 50 and c.variant == "fp32"
+    with pytest.raises(ConfigError, match="PROMPTBERT_MAX_ITEMS: expected int"):
+        ServeConfig.from_env({"PROMPTBERT_MAX_ITEMS": "lots"})
+    with pytest.raises(ConfigError, match="device"):
+        ServeConfig.from_env({"PROMPTBERT_DEVICE": "tpu"})
+
+
+@pytest.fixture(scope="module")
+def client(tiny_artifact):
+    """The service in-process (validation and batching run as in production)."""
+    from starlette.testclient import TestClient
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PROMPTBERT_ARTIFACT", str(tiny_artifact))
+    mp.setenv("PROMPTBERT_MAX_CHARS", "300")
+    mp.setenv("PROMPTBERT_MAX_ITEMS", "8")
+    import service
+
+    importlib.reload(service)  # settings are read at import
+    with TestClient(service.PromptBertNER.to_asgi()) as c:
+        yield c
+    mp.undo()
+
+
+def test_tag_returns_pipeline_shape(client):
+    r = client.post("/tag", json={"texts": TEXTS})
+    assert r.status_code == 200
+    out = r.json()
+    assert len(out) == len(TEXTS) and out[2] == []
+    for text, ents in zip(TEXTS, out):
+        for e in ents:
+            assert set(e) == {"entity_group", "score", "word", "start", "end"} and text[e["start"] : e["end"]] == e["word"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "needle"),
+    [
+        ("/tag", b"not json", "Invalid JSON"),
+        ("/tag", {"texts": "a string"}, "valid array"),
+        ("/tag", {"texts": [1, 2]}, "valid string"),
+        ("/tag", {"texts": []}, "at least 1 item"),
+        ("/tag", {"texts": ["a"] * 9}, "at most 8 items"),
+        ("/tag", {"texts": ["a" * 301]}, "at most 300 characters"),
+        ("/tag_text", {"text": "John", "aggregation_strategy": "mean"}, "'simple', 'first', 'average' or 'max'"),
+        ("/tag_text", {"text": "John", "min_score": 1.5}, "less than or equal to 1"),
+        ("/tag_text", {"text": "John", "entity_types": ["DATE"]}, "unknown type 'DATE'"),
+    ],
+)
+def test_bad_requests_are_4xx_with_message_and_service_keeps_serving(client, path, body, needle):
+    if isinstance(body, bytes):
+        r = client.post(path, content=body, headers={"content-type": "application/json"})
+    else:
+        r = client.post(path, json=body)
+    assert 400 <= r.status_code < 500, r.text
+    assert needle in r.text
+    assert client.post("/tag", json={"texts": ["John met Mary"]}).status_code == 200
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t ", "\x00\x01\x02", "\u200b\u200b", "é" * 300, "🙂 Paris 🙂 " * 20])
+def test_odd_texts_get_correct_answers(client, text):
+    r = client.post("/tag_text", json={"text": text[:300]})
+    assert r.status_code == 200
+    for e in r.json():
+        assert text[e["start"] : e["end"]] == e["word"] and e["word"].strip()
+    if not text.strip() or text.startswith("\x00") or text.startswith("\u200b"):
+        assert r.json() == []
+
+
+def test_tag_text_options(client):
+    text = "John Smith visited Paris with Mary."
+    everything = client.post("/tag_text", json={"text": text, "aggregation_strategy": "simple"}).json()
+    only_loc = client.post("/tag_text", json={"text": text, "aggregation_strategy": "simple", "entity_types": ["LOC"]}).json()
+    assert only_loc == [e for e in everything if e["entity_group"] == "LOC"]
+    high = client.post("/tag_text", json={"text": text, "min_score": 0.99}).json()
+    assert all(e["score"] >= 0.99 for e in high)
+
+
+def test_metadata_reports_model_and_provider(client, tiny_artifact):
+    m = client.post("/metadata", json={}).json()
+    manifest = json.loads((tiny_artifact / "manifest.json").read_text())
+    assert m["variant"] == "int8" and m["providers"] == ["CPUExecutionProvider"]
+    assert m["prompt"]["fingerprint"] == manifest["prompt"]["fingerprint"]
+    assert m["entity_types"] == ["PER", "ORG", "LOC", "MISC"] and m["default_aggregation"] in ("first", "average", "max")
+    assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
+
+
+@pytest.mark.slow
+def test_real_bentoml_serve_batches_and_matches_predict(tiny_artifact):
+    """`bentoml serve` in a subprocess: ready, concurrent requests batched, answers == `promptbert predict`."""
+    import bentoml
+
+    from promptbert.launch import ServedArtifact
+
+    env = {"PROMPTBERT_MAX_LATENCY_MS": "5000", "PROMPTBERT_MAX_BATCH_SIZE": "16"}
+    with ServedArtifact(tiny_artifact, env=env) as url:
+        with bentoml.SyncHTTPClient(url, timeout=60) as c:
+            assert c.is_ready()
+            single = c.tag(texts=TEXTS)
+            texts = [f"John Smith number {i} visited Paris and London." for i in range(48)]
+            with ThreadPoolExecutor(16) as pool:
+                answers = list(pool.map(lambda t: c.tag(texts=[t])[0], texts))
+            meta = c.metadata()
+        import urllib.request
+
+        metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    assert any(int(size) > 1 for size in meta["batch_sizes_seen"]), meta["batch_sizes_seen"]
+    counts = re.findall(r'bentoml_service_adaptive_batch_size_bucket\{[^}]*le="1\.0"[^}]*\} (\S+)', metrics)
+    assert "bentoml_service_adaptive_batch_size" in metrics and counts
+    r = subprocess.run([sys.executable, "-m", "promptbert.cli", "predict", str(tiny_artifact), *TEXTS, "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    expected = json.loads(r.stdout)
+    assert [[{**e, "score": pytest.approx(e["score"], abs=1e-5)} for e in row] for row in expected] == single
+    pr = subprocess.run([sys.executable, "-m", "promptbert.cli", "predict", str(tiny_artifact), *texts, "--json"],
+                        capture_output=True, text=True, timeout=120)
+    assert [[e["word"] for e in row] for row in json.loads(pr.stdout)] == [[e["word"] for e in row] for row in answers]
