@@ -125,6 +125,8 @@ class Artifact:
     ) -> tuple[TaggingPipeline, LoadedModel]:
         """Load one variant into a TaggingPipeline; reports the providers ORT really gave."""
         name, providers = self.choose(variant, device)
+        if CUDA in providers:
+            _preload_cuda()
         path = self.folder / C.VARIANT_FILES[name]
         expected = self.variants[name].get("sha256")
         if expected and path.is_file() and file_sha256(path) != expected:
@@ -137,6 +139,18 @@ class Artifact:
                 return self.pipeline("auto", "cpu", threads, **pipeline_kwargs)
         pipe = TaggingPipeline(self.encoder(), self.labels, ort_logits_fn(session), **pipeline_kwargs)
         return pipe, LoadedModel(name, list(got), path)
+
+
+def _preload_cuda() -> None:
+    """Load CUDA/cuDNN from the nvidia-* pip wheels (the bento's way of shipping CUDA 13), if present."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception as exc:  # missing wheels: ORT falls back to the system libraries
+            log.info("onnxruntime.preload_dlls() failed: %s", exc)
 
 
 def _env_threads() -> int | None:
