@@ -122,6 +122,19 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .launch import ROOT
+
+    over = _overrides(a.set)
+    if a.base_model:
+        over["base_model"] = a.base_model
+    if a.budget is not None:
+        over["time_budget_minutes"] = a.budget
+    run_demo(a.config or ROOT / "configs" / "demo.yaml", over, a.artifact or ROOT / "artifacts" / "demo", a.port, a.once)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="promptbert", description="Prompt-conditioned BERT NER: train, export, serve, load-test.")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -169,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--types", help="comma list of entity types to keep")
     r.add_argument("--json", action="store_true", help="print one JSON list (one entity list per text)")
     r.set_defaults(func=cmd_predict)
+
+    d = sub.add_parser("demo", help="the main job: train on the demo corpus, export int8, serve, send a sample request")
+    d.add_argument("--config", help="TrainConfig YAML (default configs/demo.yaml)")
+    d.add_argument("--base-model", help="'embedded' (default), a folder or a Hugging Face id")
+    d.add_argument("--budget", type=float, help="training wall-time budget in minutes")
+    d.add_argument("--artifact", help="artifact folder to write (default artifacts/demo)")
+    d.add_argument("--port", type=int, default=3000)
+    d.add_argument("--once", action="store_true", help="stop the service after the sample request")
+    d.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field")
+    d.set_defaults(func=cmd_demo)
 
     for register in _EXTRA:
         register(sub)

@@ -1,0 +1,92 @@
+"""The main job: demo corpus -> fine-tuned model -> int8 artifact -> live service -> a sample answer.
+
+    promptbert demo
+
+Stages print one line each with their time; training and export show progress.
+Ctrl-C stops the service cleanly. Heavy imports (torch) happen inside, so the
+serving core stays torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .launch import ROOT, ServedArtifact, http_status
+
+SAMPLE = [
+    "Angela Merkel met Emmanuel Macron in Paris before the European Union summit.",
+    "Serena Williams won Wimbledon while fans in New York watched on the BBC.",
+]
+
+
+def post_json(url: str, body: dict[str, Any], timeout: float = 60.0) -> Any:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read().decode())
+
+
+def run_demo(config_path: str | Path = ROOT / "configs" / "demo.yaml", overrides: dict[str, Any] | None = None,
+             artifact_dir: str | Path = ROOT / "artifacts" / "demo", port: int = 3000, once: bool = False,
+             say: Callable[[str], None] = print, export_overrides: dict[str, Any] | None = None,
+             sample: list[str] | None = None) -> dict[str, Any]:
+    """Run every stage; returns what a test needs (paths, answer). With ``once`` the service stops after the sample."""
+    from . import config as cfg
+    from .launch import free_port
+
+    sample = sample or SAMPLE
+    from export.config import ExportConfig
+    from export.onnx_export import export
+    from training.config import TrainConfig
+    from training.train import train
+
+    t_start = time.perf_counter()
+    config = cfg.load(TrainConfig, config_path, overrides)
+    say(f"[1/4] training {config.base_model} on {config.data_dir} (budget {config.time_budget_minutes or '-'} min) ...")
+    t0 = time.perf_counter()
+    manifest = train(config, str(config_path), force=True)
+    f1 = manifest["metrics"].get("test", manifest["metrics"]["dev"])["f1"]
+    say(f"[1/4] trained: {manifest['training']['steps']} steps, test F1 {f1:.4f}  ({time.perf_counter() - t0:.0f}s)")
+
+    say("[2/4] exporting int8 ONNX with parity gates ...")
+    t0 = time.perf_counter()
+    econf = cfg.from_dict(ExportConfig, {"variants": ["fp32", "int8"], "allow_degraded": True, **(export_overrides or {})})
+    art = export(config.output_dir, artifact_dir, econf, force=True, report=lambda s: say(f"      {s}"))
+    gate = art["parity"].get("int8_vs_fp32", {})
+    flag = "" if gate.get("passed", True) else "  (int8 missed its gate: the service will pick fp32)"
+    say(f"[2/4] artifact {artifact_dir}  ({time.perf_counter() - t0:.0f}s){flag}")
+
+    if http_status(f"http://127.0.0.1:{port}/livez") is not None:
+        port = free_port()
+    say(f"[3/4] starting bentoml serve on port {port} ...")
+    t0 = time.perf_counter()
+    served = ServedArtifact(artifact_dir, port=port, log_path=Path(artifact_dir).parent / "demo-serve.log")
+    url = served.start()
+    try:
+        say(f"[3/4] ready at {url}  ({time.perf_counter() - t0:.0f}s)")
+        t0 = time.perf_counter()
+        answer = post_json(f"{url}/tag", {"texts": sample})
+        say(f"[4/4] sample request ({(time.perf_counter() - t0) * 1000:.0f} ms):")
+        for text, ents in zip(sample, answer):
+            say(f"  {text}")
+            for e in ents:
+                say(f"    {e['entity_group']:<5} {e['score']:.3f}  {e['word']!r} [{e['start']}:{e['end']}]")
+        body = json.dumps({"texts": ["Lionel Messi flew from Paris to Buenos Aires."]})
+        say("try more:")
+        say(f"  curl -s -X POST {url}/tag -H 'Content-Type: application/json' -d {shlex.quote(body)}")
+        say(f"total {time.perf_counter() - t_start:.0f}s")
+        if not once:
+            say("serving until Ctrl-C ...")
+            while served.proc is not None and served.proc.poll() is None:
+                time.sleep(1)
+    except KeyboardInterrupt:
+        say("stopping ...")
+    finally:
+        served.stop()
+    return {"model": config.output_dir, "artifact": str(artifact_dir), "answer": answer, "url": url,
+            "manifest": manifest, "artifact_manifest": art}
