@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Annotated, Any, Literal
 
 import bentoml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from promptbert.errors import InputError
 from promptbert.runtime import Artifact
@@ -28,6 +28,23 @@ EXAMPLE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Un
 log = logging.getLogger("bentoml.service.promptbert")
 
 Text = Annotated[str, Field(max_length=CONFIG.max_chars, description="raw text; empty returns no entities")]
+
+
+class TagInput(bentoml.IODescriptor):
+    """POST /tag. Unknown fields are refused: a misspelt field must not yield a default answer."""
+
+    model_config = ConfigDict(extra="forbid")
+    texts: Annotated[list[Text], Field(min_length=1, max_length=CONFIG.max_items, examples=[[EXAMPLE]])]
+
+
+class TagTextInput(bentoml.IODescriptor):
+    """POST /tag_text: one text and the HF pipeline's options."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: Annotated[Text, Field(examples=[EXAMPLE])]
+    aggregation_strategy: Literal["simple", "first", "average", "max"] | None = None
+    min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    entity_types: list[str] | None = None
 
 
 class Entity(BaseModel):
@@ -64,19 +81,20 @@ class PromptBertNER:
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
 
-    @bentoml.api(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
-    def tag(self, texts: Annotated[list[Text], Field(min_length=1, max_length=CONFIG.max_items)] = [EXAMPLE]) -> list[list[Entity]]:  # noqa: B006
+    @bentoml.api(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms,
+                 input_spec=TagInput)
+    def tag(self, texts: list[str]) -> list[list[Entity]]:
         """Entities for each text (adaptive batching merges concurrent requests)."""
         with self._lock:
             self.batch_sizes[len(texts)] += 1
         return self.pipe.entities(texts, self.default_strategy)  # type: ignore[return-value]
 
-    @bentoml.api
+    @bentoml.api(input_spec=TagTextInput)
     def tag_text(
         self,
-        text: Text = EXAMPLE,
-        aggregation_strategy: Literal["simple", "first", "average", "max"] | None = None,
-        min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0,
+        text: str,
+        aggregation_strategy: str | None = None,
+        min_score: float = 0.0,
         entity_types: list[str] | None = None,
     ) -> list[Entity]:
         """Entities for one text, with the options of the HF pipeline."""

@@ -65,6 +65,10 @@ def test_tag_returns_pipeline_shape(client):
         ("/tag_text", {"text": "John", "aggregation_strategy": "mean"}, "'simple', 'first', 'average' or 'max'"),
         ("/tag_text", {"text": "John", "min_score": 1.5}, "less than or equal to 1"),
         ("/tag_text", {"text": "John", "entity_types": ["DATE"]}, "unknown type 'DATE'"),
+        ("/tag", {"text": ["John"]}, "Field required"),  # misspelt field: never a default answer
+        ("/tag", {"texts": ["John"], "min_scor": 0.5}, "Extra inputs are not permitted"),
+        ("/tag_text", {"text": "John", "min_scor": 0.5}, "Extra inputs are not permitted"),
+        ("/tag_text", {}, "Field required"),
     ],
 )
 def test_bad_requests_are_4xx_with_message_and_service_keeps_serving(client, path, body, needle):

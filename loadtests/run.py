@@ -1,0 +1,197 @@
+"""Run the Locust load test headless and gate it on thresholds.yaml.
+
+    python -m loadtests.run --host http://127.0.0.1:3000 --profile cpu --users 8 --spawn-rate 4 --duration 60s
+    python -m loadtests.run --artifact artifacts/conll2003 --profile cpu --users 8 --duration 60s   # starts the service
+
+Writes Locust's CSV and HTML reports and summary.json to --out, prints a table, and
+exits 1 naming each missed threshold (2 for bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from promptbert import config as cfg  # noqa: E402
+from promptbert.errors import ConfigError, PromptBertError  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """One profile of thresholds.yaml."""
+
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_failure_ratio: float = 0.0
+    max_shed_ratio: float = 0.0
+    min_rps: float = 0.0
+
+
+def load_profile(path: str | Path, name: str) -> Thresholds:
+    data = cfg.read_yaml(path)
+    if not isinstance(data, dict) or name not in data:
+        raise ConfigError(f"{path}: no profile {name!r} (have: {', '.join(data or {})})")
+    try:
+        return cfg.from_dict(Thresholds, data[name], name)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_stats(prefix: Path) -> dict[str, Any]:
+    """Aggregated and per-endpoint rows of Locust's *_stats.csv, plus shed vs real failures."""
+    rows = list(csv.DictReader(open(f"{prefix}_stats.csv", encoding="utf-8")))
+    agg = next(r for r in rows if r["Name"] == "Aggregated")
+    shed = failures = 0
+    fpath = Path(f"{prefix}_failures.csv")
+    if fpath.is_file():
+        for r in csv.DictReader(open(fpath, encoding="utf-8")):
+            n = int(r["Occurrences"])
+            if r["Error"].startswith("shed load") or "shed load" in r["Error"]:
+                shed += n
+            else:
+                failures += n
+    total = int(agg["Request Count"])
+
+    def num(r: dict[str, str], k: str) -> float:
+        v = r.get(k, "")
+        return float(v) if v not in ("", "N/A") else 0.0
+
+    return {
+        "requests": total, "rps": num(agg, "Requests/s"), "p50_ms": num(agg, "50%"), "p95_ms": num(agg, "95%"),
+        "p99_ms": num(agg, "99%"), "failure_ratio": failures / total if total else 1.0,
+        "shed_ratio": shed / total if total else 0.0,
+        "endpoints": {r["Name"]: {"requests": int(r["Request Count"]), "p50_ms": num(r, "50%"), "p95_ms": num(r, "95%"),
+                                  "p99_ms": num(r, "99%"), "rps": num(r, "Requests/s")} for r in rows if r["Name"] != "Aggregated"},
+    }
+
+
+def verdict(stats: dict[str, Any], t: Thresholds) -> list[str]:
+    missed = []
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        if stats[key] > getattr(t, key):
+            missed.append(f"{key} {stats[key]:.0f} > {getattr(t, key):.0f}")
+    if stats["failure_ratio"] > t.max_failure_ratio:
+        missed.append(f"failure_ratio {stats['failure_ratio']:.4f} > {t.max_failure_ratio}")
+    if stats["shed_ratio"] > t.max_shed_ratio:
+        missed.append(f"shed_ratio {stats['shed_ratio']:.4f} > {t.max_shed_ratio}")
+    if stats["rps"] < t.min_rps:
+        missed.append(f"rps {stats['rps']:.1f} < {t.min_rps}")
+    return missed
+
+
+def run_locust(host: str, out: Path, users: int, spawn_rate: float, duration: str, corpus: str | None) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PROMPTBERT_LOADTEST_COUNTS": str(out / "texts.json")}
+    if corpus:
+        env["PROMPTBERT_LOADTEST_CORPUS"] = corpus
+    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
+           "--host", host, "-u", str(users), "-r", str(spawn_rate), "-t", duration, "--csv", str(out / "locust"),
+           "--html", str(out / "report.html"), "--only-summary", "--stop-timeout", "10", "--loglevel", "WARNING"]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    (out / "locust.log").write_text(r.stdout + r.stderr, encoding="utf-8")
+    if not Path(f"{out / 'locust'}_stats.csv").is_file():
+        raise PromptBertError(f"locust wrote no report (exit {r.returncode}); see {out / 'locust.log'}")
+    stats = read_stats(out / "locust")
+    stats["wall_s"] = time.perf_counter() - t0
+    texts = json.loads((out / "texts.json").read_text()) if (out / "texts.json").is_file() else {"texts": 0}
+    secs = _duration_s(duration)
+    stats["texts_per_s"] = texts["texts"] / secs if secs else 0.0
+    return stats
+
+
+def _duration_s(d: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    total, num = 0.0, ""
+    for ch in d:
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif ch in units and num:
+            total += float(num) * units[ch]
+            num = ""
+        else:
+            raise ConfigError(f"--duration: cannot read {d!r} (e.g. 60s, 2m, 1m30s)")
+    return total + (float(num) if num else 0.0)
+
+
+def batch_sizes(host: str) -> dict[str, int]:
+    """Adaptive batch sizes the service saw, from its /metadata."""
+    import urllib.request
+
+    try:
+        req = urllib.request.Request(f"{host}/metadata", data=b"{}", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())["batch_sizes_seen"]
+    except Exception:  # an older service without /metadata: not fatal
+        return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", help="URL of a running service")
+    p.add_argument("--artifact", help="start `bentoml serve` on this artifact for the run, stop it afterwards")
+    p.add_argument("--profile", default="cpu", help="profile in thresholds.yaml")
+    p.add_argument("--thresholds", default=str(ROOT / "loadtests" / "thresholds.yaml"))
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--spawn-rate", type=float, default=8)
+    p.add_argument("--duration", default="60s")
+    p.add_argument("--corpus", help="texts (one per line) or a CoNLL file; default: demo texts")
+    p.add_argument("--out", default="loadtests/results/latest")
+    p.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment for the started service, e.g. PROMPTBERT_MAX_BATCH_SIZE=1")
+    a = p.parse_args(argv)
+    try:
+        if bool(a.host) == bool(a.artifact):
+            raise ConfigError("give exactly one of --host URL or --artifact DIR")
+        thresholds = load_profile(a.thresholds, a.profile)
+        _duration_s(a.duration)
+        out = Path(a.out)
+        served = None
+        host = a.host
+        if a.artifact:
+            from promptbert.launch import ServedArtifact
+
+            env = dict(kv.split("=", 1) for kv in a.serve_env)
+            served = ServedArtifact(a.artifact, env=env, log_path=None)
+            host = served.start()
+        try:
+            stats = run_locust(host, out, a.users, a.spawn_rate, a.duration, a.corpus)
+            stats["batch_sizes_seen"] = batch_sizes(host)
+        finally:
+            if served:
+                served.stop()
+    except PromptBertError as exc:
+        print(f"loadtest: error: {exc}", file=sys.stderr)
+        return 2
+    missed = verdict(stats, thresholds)
+    stats.update({"profile": a.profile, "thresholds": cfg.to_dict(thresholds), "users": a.users, "duration": a.duration,
+                  "host": host, "artifact": a.artifact, "serve_env": a.serve_env, "missed": missed})
+    (out / "summary.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    print(f"{'endpoint':<24}{'requests':>9}{'rps':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    for name, e in stats["endpoints"].items():
+        print(f"{name:<24}{e['requests']:>9}{e['rps']:>8.1f}{e['p50_ms']:>9.0f}{e['p95_ms']:>9.0f}{e['p99_ms']:>9.0f}")
+    print(f"{'all':<24}{stats['requests']:>9}{stats['rps']:>8.1f}{stats['p50_ms']:>9.0f}{stats['p95_ms']:>9.0f}{stats['p99_ms']:>9.0f}")
+    print(f"texts/s {stats['texts_per_s']:.1f}  failure ratio {stats['failure_ratio']:.4f}  shed ratio {stats['shed_ratio']:.4f}"
+          f"  batch sizes seen {stats['batch_sizes_seen']}")
+    print(f"reports: {out}/report.html, {out}/locust_stats.csv, {out}/summary.json")
+    if missed:
+        print(f"FAIL [{a.profile}]: " + "; ".join(missed))
+        return 1
+    print(f"PASS [{a.profile}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
