@@ -135,6 +135,56 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _lab_config(a: argparse.Namespace) -> Any:
+    from .config import from_dict, load
+
+    from training.config import TrainConfig
+
+    over = _overrides(getattr(a, "set", None))
+    if getattr(a, "data", None):
+        over["data_dir"] = a.data
+    return load(TrainConfig, a.config, over) if a.config else from_dict(TrainConfig, over)
+
+
+def _sizes(text: str) -> list[int]:
+    from .errors import ConfigError
+
+    try:
+        return [0 if s.strip() == "all" else int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--train-sizes: expected numbers or 'all', got {text!r}") from None
+
+
+def cmd_prompts(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from training import prompt_lab as lab
+
+    if a.action in ("render", "lint"):
+        types = tuple(t.strip() for t in a.types.split(","))
+        tok = lab.tokenizer_for(a.base_model)
+        problems, text, n = lab.lint(a.file, types, a.max_length, tok)
+        print(text)
+        print(f"--- {n} tokens (max_length {a.max_length} leaves {a.max_length - n - 3} for the text)")
+        if a.action == "lint":
+            for p in problems:
+                print(f"problem: {p}")
+            print("ok" if not problems else f"{len(problems)} problem(s)")
+            return 1 if problems else 0
+        return 0
+    config = _lab_config(a)
+    if a.action == "compare":
+        result = lab.compare(config, a.prompts, _sizes(a.train_sizes), a.seeds, a.steps, a.dev_limit, Path(a.out))
+        print(lab.format_table(result["summary"]))
+        print(f"written: {a.out}/results.json, results.csv, f1_vs_size.png")
+        return 0
+    sizes = _sizes(a.train_size)
+    result = lab.optimize(config, a.prompt, sizes[0], a.steps, a.seeds, a.dev_limit, a.budget, a.tolerance,
+                          Path(a.out), Path(a.out).parent / "_optimize_work")
+    print(f"winner: {result['winner']}  dev F1 {result['dev_f1']:.4f}, {result['tokens']} tokens, {result['trainings']} trainings")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="promptbert", description="Prompt-conditioned BERT NER: train, export, serve, load-test.")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -192,6 +242,41 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--once", action="store_true", help="stop the service after the sample request")
     d.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field")
     d.set_defaults(func=cmd_demo)
+
+    pr = sub.add_parser("prompts", help="prompt lab: render, lint, compare against controls, optimize")
+    psub = pr.add_subparsers(dest="action", required=True)
+    for name, helptext in (("render", "show the exact text and token count the model sees"),
+                           ("lint", "flag problems: too long, labels not mentioned, empty parts (exit 1 if any)")):
+        q = psub.add_parser(name, help=helptext)
+        q.add_argument("file")
+        q.add_argument("--types", default="PER,ORG,LOC,MISC")
+        q.add_argument("--base-model", default="embedded", help="whose tokenizer counts the tokens")
+        q.add_argument("--max-length", type=int, default=192)
+        q.set_defaults(func=cmd_prompts)
+    c = psub.add_parser("compare", help="train each prompt with no-prompt and same-length controls; table, JSON/CSV, PNG")
+    c.add_argument("--config", help="TrainConfig YAML (data, base model, learning rate, batch size)")
+    c.add_argument("--data", help="CoNLL folder")
+    c.add_argument("--prompts", nargs="+", required=True)
+    c.add_argument("--train-sizes", default="100,500", help="comma list; 'all' for the whole train split")
+    c.add_argument("--seeds", type=int, default=3)
+    c.add_argument("--steps", type=int, default=150, help="optimizer steps per run: the budget, equal for every arm")
+    c.add_argument("--dev-limit", type=int, default=1000, help="dev sentences scored per run (0: all)")
+    c.add_argument("--out", default="runs/prompt_lab")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE")
+    c.set_defaults(func=cmd_prompts)
+    o = psub.add_parser("optimize", help="greedy search over prompt edits for the best dev F1 per token")
+    o.add_argument("--config")
+    o.add_argument("--data")
+    o.add_argument("--prompt", required=True, help="starting prompt YAML")
+    o.add_argument("--train-size", default="500")
+    o.add_argument("--seeds", type=int, default=1)
+    o.add_argument("--steps", type=int, default=150)
+    o.add_argument("--dev-limit", type=int, default=1000)
+    o.add_argument("--budget", type=int, default=8, help="most trainings in total")
+    o.add_argument("--tolerance", type=float, default=0.5, help="F1 points a cheaper prompt may lose and still win")
+    o.add_argument("--out", default="runs/prompt_lab/optimized.yaml", help="winner YAML (with its numbers)")
+    o.add_argument("--set", action="append", metavar="KEY=VALUE")
+    o.set_defaults(func=cmd_prompts)
 
     for register in _EXTRA:
         register(sub)

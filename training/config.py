@@ -30,7 +30,7 @@ class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int = 64
     train_limit: int = 0  # > 0: use only the first N training sentences (ablations at small data)
-    dev_limit: int = 0  # > 0: evaluate during training on the first N dev sentences
+    dev_limit: int = 0  # > 0: evaluate (during training and at the end) on the first N dev sentences only
     eval_test: bool = True  # score the test split at the end if it exists
     early_stopping_patience: int = 2  # evaluations without improvement before stopping (0: off)
     seed: int = 42

@@ -252,7 +252,7 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
 
         model.eval()
         pipe = torch_pipeline(model, encoder, labels)
-        metrics: dict[str, Any] = {"dev": evaluate_sentences(pipe, D.load_split(config.data_dir, "dev"))}
+        metrics: dict[str, Any] = {"dev": evaluate_sentences(pipe, dev_sents)}
         if test_sents:
             metrics["test"] = evaluate_sentences(pipe, test_sents)
         write_json(out / C.METRICS, metrics)
