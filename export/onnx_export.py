@@ -114,6 +114,9 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
     prompt_text = (model_dir / C.PROMPT_TEXT).read_text(encoding="utf-8")
     if fingerprint(prompt_text) != mmanifest["prompt"]["fingerprint"]:
         raise ArtifactError(f"{model_dir}: {C.PROMPT_TEXT} does not match the manifest's prompt fingerprint")
+    if encoder.prompt_tokens != mmanifest["prompt"]["tokens"]:
+        raise ArtifactError(f"{model_dir}: the prompt encodes to {encoder.prompt_tokens} tokens here but to "
+                            f"{mmanifest['prompt']['tokens']} at training (train/serve skew)")
     data_dir = config.data_dir or mmanifest["config"]["data_dir"]
     dev = D.load_split(data_dir, "dev")
     D.check_labels(dev, labels.entity_types)

@@ -49,8 +49,7 @@ def load_tokenizer(folder: str | Path) -> tuple[Tokenizer, dict[str, str]]:
         tok = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises plain Exception on a corrupt file
         raise ArtifactError(f"{path}: cannot load tokenizer ({exc})") from None
-    tok.no_truncation()
-    tok.no_padding()
+    tok = plain_tokenizer(tok)
     specials = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]"}
     conf = folder / "tokenizer_config.json"
     if conf.is_file():
@@ -62,6 +61,19 @@ def load_tokenizer(folder: str | Path) -> tuple[Tokenizer, dict[str, str]]:
             if isinstance(value, str):
                 specials[key] = value
     return tok, specials
+
+
+def plain_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
+    """A copy with padding and truncation off.
+
+    A saved tokenizer.json may pad every encode() to a fixed length (all-MiniLM-L6-v2's
+    pads to 128): used as is, it would put [PAD] tokens inside the prompt at training
+    time only -- train/serve skew. Every token count and every encoding goes through this.
+    """
+    tok = Tokenizer.from_str(tokenizer.to_str())
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
 
 
 class PromptEncoder:
@@ -76,6 +88,7 @@ class PromptEncoder:
         specials: dict[str, str] | None = None,
     ) -> None:
         specials = specials or {}
+        tokenizer = plain_tokenizer(tokenizer)
         self.tokenizer = tokenizer
         self.prompt_text = prompt_text
         self.max_length = max_length

@@ -172,6 +172,9 @@ def resolve(setting: str, entity_types: tuple[str, ...], tokenizer: Any, seed: i
     ``tokenizer`` is a ``tokenizers.Tokenizer``; it measures the spec's length for
     the control, which is built from single-piece unrelated words of the same count.
     """
+    from .encoding import plain_tokenizer
+
+    tokenizer = plain_tokenizer(tokenizer)
     setting = setting.strip()
     if setting.lower() == "none":
         return ResolvedPrompt("none", "", None, "none")

@@ -102,7 +102,12 @@ class Artifact:
         return self.manifest.get("variants", {})
 
     def encoder(self) -> PromptEncoder:
-        return PromptEncoder(self.tokenizer, self.prompt_text, self.max_length, self.stride, self.specials)
+        enc = PromptEncoder(self.tokenizer, self.prompt_text, self.max_length, self.stride, self.specials)
+        expected = self.manifest["prompt"]["tokens"]
+        if enc.prompt_tokens != expected:
+            raise ArtifactError(f"{self.folder}: the prompt encodes to {enc.prompt_tokens} tokens but the model was "
+                                f"trained with {expected} (train/serve skew)")
+        return enc
 
     def choose(self, variant: str = "auto", device: str = "auto") -> tuple[str, list[str]]:
         """Variant and providers: CUDA + fp16/fp32 when a GPU is there, else CPU + int8 (if it passed its gate)."""

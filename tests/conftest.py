@@ -72,6 +72,9 @@ def build_tokenizer(folder: Path) -> None:
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
     tok.decoder = decoders.WordPiece()
+    # The same trap as all-MiniLM-L6-v2's tokenizer.json: fixed padding and truncation switched on.
+    tok.enable_padding(length=24, pad_id=vocab["[PAD]"], pad_token="[PAD]")
+    tok.enable_truncation(max_length=24)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]", model_max_length=512,

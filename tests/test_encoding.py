@@ -94,3 +94,18 @@ def test_token_budget_batches_cover_everything_and_respect_budget():
     for b in batches:
         assert len(b) <= 3
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 100
+
+
+def test_a_padding_tokenizer_does_not_leak_pads_into_the_prompt(tiny_base):
+    """Regression: the saved tokenizer pads to a fixed length; the encoder must ignore that (train/serve skew)."""
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_file(str(tiny_base / "tokenizer.json"))
+    assert raw.padding is not None and raw.padding["length"] == 24  # the trap is really there
+    t, specials = load_tokenizer(tiny_base)
+    padded = PromptEncoder(raw, "you tag names", 64, 8, specials)
+    plain = PromptEncoder(t, "you tag names", 64, 8, specials)
+    assert padded.prompt_tokens == plain.prompt_tokens == 3
+    words = ["john"] * 40  # longer than the tokenizer's truncation length
+    assert padded.encode(words) == plain.encode(words)
+    assert all(len(p) == 1 for p in padded.word_pieces(words))

@@ -145,3 +145,14 @@ def test_corrupt_onnx_is_a_clear_error(tiny_artifact, tmp_path):
     bad.write_bytes(b"\x00\x01garbage")
     with pytest.raises(ArtifactError, match="cannot load ONNX model"):
         make_session(bad, ["CPUExecutionProvider"])
+
+
+def test_prompt_length_mismatch_is_refused(tiny_artifact, tmp_path):
+    """An artifact whose prompt no longer encodes to the trained length is train/serve skew: refused."""
+    copy = tmp_path / "skewed"
+    shutil.copytree(tiny_artifact, copy)
+    m = json.loads((copy / C.MANIFEST).read_text())
+    m["prompt"]["tokens"] += 5
+    (copy / C.MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="train/serve skew"):
+        Artifact(copy).pipeline("fp32", "cpu")

@@ -30,6 +30,12 @@ def test_model_folder_is_complete(tiny_model, tiny_prompt):
     from promptbert.prompt import fingerprint
 
     assert fingerprint((tiny_model / C.PROMPT_TEXT).read_text()) == m["prompt"]["fingerprint"]
+    # The serving-side tokenizer (tokenizer.json) encodes the stored prompt to the length trained on.
+    from promptbert.encoding import PromptEncoder, load_tokenizer
+
+    tok, specials = load_tokenizer(tiny_model)
+    enc = PromptEncoder(tok, (tiny_model / C.PROMPT_TEXT).read_text(), m["encoding"]["max_length"], 8, specials)
+    assert enc.prompt_tokens == m["prompt"]["tokens"]
 
 
 def test_evaluate_reads_the_folder_back(tiny_model, tiny_corpus, tmp_path, capsys):
