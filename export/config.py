@@ -39,6 +39,8 @@ class ExportConfig:
     optimization_level: int = 2  # ORT transformer fusions for the "optimized" variant (O1-O3 as in Optimum)
     isa: str = "auto"  # instruction set for AutoQuantizationConfig; auto = detected from the CPU
     quant_ladder: tuple[QuantCandidate, ...] = DEFAULT_LADDER
+    # fp16 candidates, tried in order: node-name substrings kept in fp32 ("" entries: none, Optimum's own fp16).
+    fp16_ladder: tuple[tuple[str, ...], ...] = ((), ("classifier",), ("classifier", "layer.5/"))
     data_dir: str = ""  # dev split for the gates; empty = the model's training data_dir
     parity_sample: int = 200  # dev sentences for fp32-vs-PyTorch and fp16-vs-fp32 checks
     gate_sentences: int = 0  # dev sentences for the int8 F1 gate; 0 = the full dev split

@@ -156,3 +156,15 @@ def test_prompt_length_mismatch_is_refused(tiny_artifact, tmp_path):
     (copy / C.MANIFEST).write_text(json.dumps(m))
     with pytest.raises(ArtifactError, match="train/serve skew"):
         Artifact(copy).pipeline("fp32", "cpu")
+
+
+def test_fp16_candidate_keeps_blocked_nodes_in_fp32(tiny_artifact, tiny_model, tmp_path):
+    import onnx
+
+    from export.onnx_export import _fp16_keep
+
+    path = _fp16_keep(tiny_artifact / "model.onnx", tmp_path / "f16", ("classifier",), tiny_model / "config.json")
+    inits = {i.name: i.data_type for i in onnx.load(str(path)).graph.initializer}
+    head = [n for n in inits if "classifier" in n]
+    assert head and all(inits[n] == onnx.TensorProto.FLOAT for n in head)
+    assert any(t == onnx.TensorProto.FLOAT16 for n, t in inits.items() if n not in head)
