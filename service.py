@@ -81,8 +81,9 @@ class PromptBertNER:
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
 
-    @bentoml.api(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms,
-                 input_spec=TagInput)
+    # PROMPTBERT_MAX_BATCH_SIZE=1 turns adaptive batching off (BentoML itself requires a size > 1).
+    @bentoml.api(batchable=CONFIG.max_batch_size > 1, max_batch_size=max(2, CONFIG.max_batch_size),
+                 max_latency_ms=CONFIG.max_latency_ms, input_spec=TagInput)
     def tag(self, texts: list[str]) -> list[list[Entity]]:
         """Entities for each text (adaptive batching merges concurrent requests)."""
         with self._lock:

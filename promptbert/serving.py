@@ -24,7 +24,7 @@ class ServeConfig:
     artifact: str = str(Path(__file__).resolve().parents[1] / "artifacts" / "serve")
     variant: str = "auto"  # auto: fp16/fp32 on CUDA, int8 on CPU
     device: str = "auto"  # auto, cpu, cuda
-    max_batch_size: int = 32  # adaptive batching: most texts per model call
+    max_batch_size: int = 32  # adaptive batching: most texts per model call (1: batching off)
     max_latency_ms: int = 2000  # adaptive batching: queued past this -> 503
     max_items: int = 64  # most texts in one request
     max_chars: int = 10000  # most characters in one text
