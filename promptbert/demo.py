@@ -9,11 +9,13 @@ serving core stays torch-free.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
+import signal
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,30 @@ def run_demo(config_path: str | Path = ROOT / "configs" / "demo.yaml", overrides
              say: Callable[[str], None] = print, export_overrides: dict[str, Any] | None = None,
              sample: list[str] | None = None) -> dict[str, Any]:
     """Run every stage; returns what a test needs (paths, answer). With ``once`` the service stops after the sample."""
+    with _signals_interrupt():
+        return _run(config_path, overrides, artifact_dir, port, once, say, export_overrides, sample or SAMPLE)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Ctrl-C and `kill` both stop cleanly, even where SIGINT starts out ignored (a background job)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _run(config_path: str | Path, overrides: dict[str, Any] | None, artifact_dir: str | Path, port: int, once: bool,
+         say: Callable[[str], None], export_overrides: dict[str, Any] | None, sample: list[str]) -> dict[str, Any]:
     from . import config as cfg
     from .launch import free_port
 
-    sample = sample or SAMPLE
     from export.config import ExportConfig
     from export.onnx_export import export
     from training.config import TrainConfig
