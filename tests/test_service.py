@@ -111,31 +111,39 @@ def test_metadata_reports_model_and_provider(client, tiny_artifact):
 
 @pytest.mark.slow
 def test_real_bentoml_serve_batches_and_matches_predict(tiny_artifact):
-    """`bentoml serve` in a subprocess: ready, concurrent requests batched, answers == `promptbert predict`."""
+    """`bentoml serve` in a subprocess: ready, concurrent requests batched, answers == `promptbert predict`.
+
+    Compared under fp32: dynamic int8 takes activation scales over the whole batch, so an int8
+    answer may shift slightly with what else is in the batch (see README); fp32 does not.
+    """
     import bentoml
 
     from promptbert.launch import ServedArtifact
 
-    env = {"PROMPTBERT_MAX_LATENCY_MS": "5000", "PROMPTBERT_MAX_BATCH_SIZE": "16"}
+    env = {"PROMPTBERT_MAX_LATENCY_MS": "5000", "PROMPTBERT_MAX_BATCH_SIZE": "16", "PROMPTBERT_VARIANT": "fp32"}
+    texts = [f"John Smith number {i} visited Paris and London with Mary Jones." for i in range(48)]
     with ServedArtifact(tiny_artifact, env=env) as url:
         with bentoml.SyncHTTPClient(url, timeout=60) as c:
             assert c.is_ready()
             single = c.tag(texts=TEXTS)
-            texts = [f"John Smith number {i} visited Paris and London." for i in range(48)]
             with ThreadPoolExecutor(16) as pool:
                 answers = list(pool.map(lambda t: c.tag(texts=[t])[0], texts))
             meta = c.metadata()
         import urllib.request
 
         metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    assert meta["variant"] == "fp32"
     assert any(int(size) > 1 for size in meta["batch_sizes_seen"]), meta["batch_sizes_seen"]
-    counts = re.findall(r'bentoml_service_adaptive_batch_size_bucket\{[^}]*le="1\.0"[^}]*\} (\S+)', metrics)
-    assert "bentoml_service_adaptive_batch_size" in metrics and counts
-    r = subprocess.run([sys.executable, "-m", "promptbert.cli", "predict", str(tiny_artifact), *TEXTS, "--json"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    expected = json.loads(r.stdout)
-    assert [[{**e, "score": pytest.approx(e["score"], abs=1e-5)} for e in row] for row in expected] == single
-    pr = subprocess.run([sys.executable, "-m", "promptbert.cli", "predict", str(tiny_artifact), *texts, "--json"],
-                        capture_output=True, text=True, timeout=120)
-    assert [[e["word"] for e in row] for row in json.loads(pr.stdout)] == [[e["word"] for e in row] for row in answers]
+    assert re.search(r"bentoml_service_adaptive_batch_size_bucket\{[^}]*\} \d", metrics)
+
+    def predict(items):
+        r = subprocess.run([sys.executable, "-m", "promptbert.cli", "predict", str(tiny_artifact), *items, "--json",
+                            "--variant", "fp32"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def approx(rows):
+        return [[{**e, "score": pytest.approx(e["score"], abs=1e-4)} for e in row] for row in rows]
+
+    assert approx(predict(TEXTS)) == single
+    assert approx(predict(texts)) == answers
