@@ -10,13 +10,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import PromptBertError
-
-Handler = Callable[[argparse.Namespace], int]
-
 
 def _overrides(items: list[str] | None) -> dict[str, Any]:
     from .config import parse_override
@@ -278,13 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--set", action="append", metavar="KEY=VALUE")
     o.set_defaults(func=cmd_prompts)
 
-    for register in _EXTRA:
-        register(sub)
     return p
-
-
-# Other modules add subcommands here (export, predict, demo, prompts, loadtest).
-_EXTRA: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

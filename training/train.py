@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -51,7 +52,7 @@ def resolve_base_model(name: str) -> str:
         if not (p / "config.json").is_file():
             raise ConfigError(f"base_model: {name} has no config.json (not a Hugging Face model folder)")
         return str(p)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name and name.count(os.sep) > 1:
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids are "name" or "org/name"
         raise ConfigError(f"base_model: path {name} does not exist")
     return name  # a hub id
 
@@ -256,8 +257,6 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
         if test_sents:
             metrics["test"] = evaluate_sentences(pipe, test_sents)
         write_json(out / C.METRICS, metrics)
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
         data_files = {str(p): file_sha256(p) for p in (train_file, dev_file, test_file) if p is not None}
         manifest = {
