@@ -4,12 +4,15 @@ import json
 
 import pytest
 
+from pathlib import Path
+
 from loadtests.run import Thresholds, load_profile, main, verdict
 from promptbert.errors import ConfigError
 
 
 def test_profiles_load_and_reject_typos(tmp_path):
-    assert load_profile("loadtests/thresholds.yaml", "cpu-smoke").p95_ms > 0
+    shipped = Path(__file__).resolve().parents[1] / "loadtests" / "thresholds.yaml"
+    assert load_profile(shipped, "cpu-smoke").p95_ms > 0 and load_profile(shipped, "cpu").p50_ms > 0
     bad = tmp_path / "t.yaml"
     bad.write_text("x:\n  p50_ms: 1\n  p95_ms: 2\n  p99_ms: 3\n  p99.9_ms: 4\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="p99.9_ms: unknown key"):
