@@ -3,24 +3,24 @@ import pytest
 from promptbert.data import check_labels, find_split, load_split, read_conll, split_words
 from promptbert.errors import DataError
 
-IOB2 = "EU B-ORG\nrejects O\nGerman B-MISC\ncall O\nPeter B-PER\nBlackburn I-PER\nNew B-LOC\nYork I-LOC\nParis B-LOC\n"
-IOB1 = "EU I-ORG\nrejects O\nGerman I-MISC\ncall O\nPeter I-PER\nBlackburn I-PER\nNew I-LOC\nYork I-LOC\nParis B-LOC\n"
-IOBES = "EU S-ORG\nrejects O\nGerman S-MISC\ncall O\nPeter B-PER\nBlackburn E-PER\nNew B-LOC\nYork E-LOC\nParis S-LOC\n"
+IOB2 = "Acme B-ORG\nhired O\nKenyan B-MISC\nengineers O\nAmara B-PER\nOkafor I-PER\nCape B-LOC\nTown I-LOC\nLagos B-LOC\n"
+IOB1 = "Acme I-ORG\nhired O\nKenyan I-MISC\nengineers O\nAmara I-PER\nOkafor I-PER\nCape I-LOC\nTown I-LOC\nLagos B-LOC\n"
+IOBES = "Acme S-ORG\nhired O\nKenyan S-MISC\nengineers O\nAmara B-PER\nOkafor E-PER\nCape B-LOC\nTown E-LOC\nLagos S-LOC\n"
 EXPECTED = ("B-ORG", "O", "B-MISC", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-LOC")
 
 
 @pytest.mark.parametrize("body", [IOB2, IOB1, IOBES], ids=["iob2", "iob1", "iobes"])
 def test_schemes_normalise_to_iob2(tmp_path, body):
     p = tmp_path / "train.txt"
-    p.write_text("-DOCSTART- -X- O\n\n" + body.replace(" ", " NNP B-NP ") + "\n", encoding="utf-8")
+    p.write_text("-DOCSTART- -X- -X- O\n\n" + body.replace(" ", " NNP B-NP ") + "\n", encoding="utf-8")
     (s,) = read_conll(p)
-    assert s.words[:2] == ("EU", "rejects")
+    assert s.words[:2] == ("Acme", "hired")
     assert s.tags == EXPECTED
 
 
 def test_blank_lines_split_sentences_and_docstart_is_skipped(tmp_path):
     p = tmp_path / "x.txt"
-    p.write_text("-DOCSTART- O\n\na O\nb B-PER\n\n\n-DOCSTART- O\nc O\n\n", encoding="utf-8")
+    p.write_text("-DOCSTART- -X- -X- O\n\na O\nb B-PER\n\n\n-DOCSTART- -X- -X- O\nc O\n\n", encoding="utf-8")
     sents = read_conll(p)
     assert [s.words for s in sents] == [("a", "b"), ("c",)]
     assert sents[1].line == 8
@@ -41,7 +41,7 @@ def test_unknown_tag_scheme(tmp_path):
 
 
 def test_empty_corpus_and_missing_split(tmp_path):
-    (tmp_path / "train.txt").write_text("-DOCSTART- O\n\n", encoding="utf-8")
+    (tmp_path / "train.txt").write_text("-DOCSTART- -X- -X- O\n\n", encoding="utf-8")
     with pytest.raises(DataError, match="empty corpus"):
         load_split(tmp_path, "train")
     with pytest.raises(DataError, match="no 'dev' split"):
