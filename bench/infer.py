@@ -11,7 +11,6 @@ batch), and b32 sorted by length (little padding). Prints a table, writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from promptbert.constants import VARIANT_FILES
 from promptbert.errors import ConfigError

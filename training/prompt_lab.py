@@ -11,7 +11,6 @@ prompt). A prompt's value is what it adds over its same-length control.
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import statistics
 import time

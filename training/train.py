@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 from promptbert import constants as C
 from promptbert import config as cfg
 from promptbert import data as D
-from promptbert.encoding import IGNORE_INDEX, PromptEncoder, Window, load_tokenizer
+from promptbert.encoding import IGNORE_INDEX, PromptEncoder, Window
 from promptbert.errors import ConfigError
 from promptbert.labels import LabelMap
 from promptbert.manifest import atomic_dir, file_sha256, now, versions, write_json
