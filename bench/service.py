@@ -12,11 +12,9 @@ the client threads cost the server some CPU, so the ratio is a lower bound. Prin
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from promptbert.data import load_split  # noqa: E402
-from promptbert.launch import ServedArtifact  # noqa: E402
+from promptbert.launch import ServedArtifact, post_json  # noqa: E402
 from promptbert.manifest import now, versions, write_json  # noqa: E402
-
-
-def post(url: str, body: bytes) -> bytes:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as r:
-        return r.read()
 
 
 def load_clients(url: str, texts: list[str], clients: int) -> dict:
@@ -47,10 +39,9 @@ def load_clients(url: str, texts: list[str], clients: int) -> dict:
                 nxt[0] += 1
             if i >= len(texts):
                 return
-            body = json.dumps({"texts": [texts[i]]}).encode()
             t0 = time.perf_counter()
             try:
-                post(f"{url}/tag", body)
+                post_json(f"{url}/tag", {"texts": [texts[i]]}, timeout=120)
             except Exception:
                 with lock:
                     errors[0] += 1
@@ -98,11 +89,11 @@ def main() -> None:
         env["PROMPTBERT_VARIANT"] = a.variant
     rows = []
     with ServedArtifact(a.artifact, env=env) as url:
-        post(f"{url}/tag", json.dumps({"texts": texts[:4]}).encode())
+        post_json(f"{url}/tag", {"texts": texts[:4]})
         for c in [int(x) for x in a.clients.split(",")]:
-            before = json.loads(post(f"{url}/metadata", b"{}"))["batch_sizes_seen"]
+            before = post_json(f"{url}/metadata", {})["batch_sizes_seen"]
             r = load_clients(url, texts, c)
-            after = json.loads(post(f"{url}/metadata", b"{}"))
+            after = post_json(f"{url}/metadata", {})
             seen = {k: v - before.get(k, 0) for k, v in after["batch_sizes_seen"].items() if v - before.get(k, 0) > 0}
             calls = sum(seen.values())
             r.update({"ratio_vs_in_process": r["sentences_per_s"] / inproc, "batch_sizes_seen": seen,

@@ -128,12 +128,10 @@ def _duration_s(d: str) -> float:
 
 def batch_sizes(host: str) -> dict[str, int]:
     """Adaptive batch sizes the service saw, from its /metadata."""
-    import urllib.request
+    from promptbert.launch import post_json
 
     try:
-        req = urllib.request.Request(f"{host}/metadata", data=b"{}", headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())["batch_sizes_seen"]
+        return post_json(f"{host}/metadata", {}, timeout=10)["batch_sizes_seen"]
     except Exception:  # an older service without /metadata: not fatal
         return {}
 

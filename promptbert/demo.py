@@ -14,23 +14,16 @@ import json
 import shlex
 import signal
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .launch import ROOT, ServedArtifact, http_status
+from .launch import ROOT, ServedArtifact, http_status, post_json
 
 SAMPLE = [
     "Angela Merkel met Emmanuel Macron in Paris before the European Union summit.",
     "Serena Williams won Wimbledon while fans in New York watched on the BBC.",
 ]
-
-
-def post_json(url: str, body: dict[str, Any], timeout: float = 60.0) -> Any:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read().decode())
 
 
 def run_demo(config_path: str | Path = ROOT / "configs" / "demo.yaml", overrides: dict[str, Any] | None = None,

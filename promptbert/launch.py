@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -32,6 +33,13 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return int(exc.code)
     except (urllib.error.URLError, OSError):
         return None
+
+
+def post_json(url: str, body: object, timeout: float = 60.0) -> object:
+    """POST a JSON body, return the decoded JSON answer (HTTP errors raise urllib's HTTPError)."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read().decode())
 
 
 class ServedArtifact:

@@ -168,3 +168,19 @@ def test_fp16_candidate_keeps_blocked_nodes_in_fp32(tiny_artifact, tiny_model, t
     head = [n for n in inits if "classifier" in n]
     assert head and all(inits[n] == onnx.TensorProto.FLOAT for n in head)
     assert any(t == onnx.TensorProto.FLOAT16 for n, t in inits.items() if n not in head)
+
+
+def test_int8_gate_failure_and_allow_degraded(tiny_model, tmp_path):
+    """No candidate can pass an impossible gate: the export fails, or ships int8 flagged and unused by 'auto'."""
+    from export.config import ExportConfig
+    from export.onnx_export import export
+
+    strict = ExportConfig(variants=("fp32", "int8"), max_int8_f1_drop=-1.0)
+    with pytest.raises(ArtifactError, match="int8 gate failed"):
+        export(tiny_model, tmp_path / "strict", strict)
+    assert not (tmp_path / "strict").exists()
+    m = export(tiny_model, tmp_path / "degraded", ExportConfig(variants=("fp32", "int8"), max_int8_f1_drop=-1.0,
+                                                               allow_degraded=True))
+    assert m["variants"]["int8"]["passed"] is False and not m["parity"]["int8_vs_fp32"]["passed"]
+    assert len(m["parity"]["int8_vs_fp32"]["candidates"]) == len(ExportConfig().quant_ladder)
+    assert Artifact(tmp_path / "degraded").choose("auto", "cpu")[0] == "fp32"
