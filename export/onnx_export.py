@@ -51,6 +51,37 @@ def _onnx_export(model_dir: Path, out: Path, opset: int) -> Path:
     return path
 
 
+def _onnx_export_isolated(tagger: Any, model_dir: Path, out: Path, opset: int) -> Path:
+    """The prompt-isolated graph: text ids + mask -> logits, the head's keys/values baked in as constants.
+
+    Optimum's exporter knows the stock BertForTokenClassification signature only, so
+    this graph goes through torch.onnx (TorchScript exporter) directly; Optimum's
+    optimizer and quantizer then treat it like any BERT export (config.json beside it).
+    """
+    import warnings
+
+    import torch
+
+    from training.cached import BakedPromptTagger
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "model.onnx"
+    baked = BakedPromptTagger(tagger)
+    ids = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]], dtype=torch.long)
+    mask = (torch.arange(4) < torch.tensor([[4], [2]])).long()
+    axes = {"batch_size": 0, "sequence_length": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(baked, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["logits"], opset_version=opset, dynamo=False,
+                          dynamic_axes={"input_ids": {v: k for k, v in axes.items()},
+                                        "attention_mask": {v: k for k, v in axes.items()},
+                                        "logits": {v: k for k, v in axes.items()}})
+    tagger.eval()  # the exporter restores the wrapper's previous mode: make sure no dropout is left on
+    shutil.copyfile(model_dir / "config.json", out / "config.json")
+    return path
+
+
 def _optimize(onnx_dir: Path, out: Path, level: int, fp16: bool = False) -> Path:
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import OptimizationConfig
@@ -126,6 +157,9 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
 
     model_dir = Path(model_dir)
     model, encoder, labels, mmanifest = load_model_folder(model_dir)
+    isolated = mmanifest["encoding"].get("prompt_attention", "joint") == "isolated"
+    attention = "isolated" if isolated else "joint"
+    skip = len(encoder.head_ids) if isolated else 0
     prompt_text = (model_dir / C.PROMPT_TEXT).read_text(encoding="utf-8")
     if fingerprint(prompt_text) != mmanifest["prompt"]["fingerprint"]:
         raise ArtifactError(f"{model_dir}: {C.PROMPT_TEXT} does not match the manifest's prompt fingerprint")
@@ -148,19 +182,22 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
     threads = config.threads or None
 
     def ort_pipe(path: Path) -> tuple[TaggingPipeline, Any]:
-        fn = ort_logits_fn(make_session(path, [CPU], threads))
-        return TaggingPipeline(encoder, labels, fn), fn
+        fn = ort_logits_fn(make_session(path, [CPU], threads), attention)
+        return TaggingPipeline(encoder, labels, fn, head_cached=isolated), fn
 
     t_all = time.perf_counter()
     with atomic_dir(output, force=force) as out:
         work = out / "_work"
         t0 = time.perf_counter()
-        raw = _onnx_export(model_dir, work / "onnx", config.opset)
+        if isolated:
+            raw = _onnx_export_isolated(model, model_dir, work / "onnx", config.opset)
+        else:
+            raw = _onnx_export(model_dir, work / "onnx", config.opset)
         shutil.copyfile(raw, out / C.VARIANT_FILES["fp32"])
         for name in SHIPPED_FROM_MODEL:
             if (model_dir / name).is_file():
                 shutil.copyfile(model_dir / name, out / name)
-        report(f"export   fp32 ONNX (opset {config.opset})  {time.perf_counter() - t0:6.1f}s")
+        report(f"export   fp32 ONNX (opset {config.opset}, prompt attention {attention})  {time.perf_counter() - t0:6.1f}s")
 
         # Gate 1: fp32 ONNX vs PyTorch on the same windows: logits and predicted tags.
         t0 = time.perf_counter()
@@ -169,7 +206,7 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
         fp32_pipe, fp32_fn = ort_pipe(out / C.VARIANT_FILES["fp32"])
         max_diff, tag_mismatch = 0.0, 0
         for i in range(0, len(windows), 32):
-            batch = batch_arrays(windows[i : i + 32], encoder.pad_id)
+            batch = batch_arrays(windows[i : i + 32], encoder.pad_id, skip)
             a, b = _logits(torch_fn, batch), _logits(fp32_fn, batch)
             mask = batch["attention_mask"].astype(bool)
             max_diff = max(max_diff, float(np.abs(a - b)[mask].max()))
@@ -297,6 +334,7 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
             "labels": list(labels.labels),
             "encoding": mmanifest["encoding"],
             "opset": config.opset,
+            "exporter": "torch.onnx (prompt head baked in)" if isolated else "optimum main_export",
             "data_dir": str(data_dir),
             "variants": info,
             "metrics": metrics,

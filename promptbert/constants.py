@@ -26,3 +26,8 @@ ARTIFACT_KIND = "promptbert-artifact"
 
 # The word splitter used on raw text; recorded so serving can refuse a mismatch.
 WORD_SPLITTER = "regex-v1"
+
+# How the prompt head attends (recorded in the manifest's "encoding"):
+# "isolated" -- the head sees only itself, so its keys/values are cached and the model runs on the text alone;
+# "joint" -- classic pair encoding, every token sees every token (manifests without the key are joint).
+PROMPT_ATTENTION = ("isolated", "joint")

@@ -189,17 +189,21 @@ class PromptEncoder:
         return windows
 
 
-def batch_arrays(windows: list[Window], pad_id: int) -> dict[str, np.ndarray]:
-    """Pad windows to the longest into int64 arrays, the inputs of the ONNX graph (token_type_ids included)."""
-    width = max(len(w.input_ids) for w in windows)
+def batch_arrays(windows: list[Window], pad_id: int, skip: int = 0) -> dict[str, np.ndarray]:
+    """Pad windows to the longest into int64 arrays, the inputs of the ONNX graph (token_type_ids included).
+
+    ``skip`` drops the first tokens of every window: a model with prompt-isolated
+    attention has the ``[CLS] prompt [SEP]`` head cached and takes the text part only.
+    """
+    width = max(len(w.input_ids) for w in windows) - skip
     n = len(windows)
     ids = np.full((n, width), pad_id, dtype=np.int64)
     types = np.zeros((n, width), dtype=np.int64)
     mask = np.zeros((n, width), dtype=np.int64)
     for i, w in enumerate(windows):
-        k = len(w.input_ids)
-        ids[i, :k] = w.input_ids
-        types[i, :k] = w.token_type_ids
+        k = len(w.input_ids) - skip
+        ids[i, :k] = w.input_ids[skip:]
+        types[i, :k] = w.token_type_ids[skip:]
         mask[i, :k] = 1
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 

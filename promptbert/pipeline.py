@@ -31,6 +31,7 @@ class TaggingPipeline:
         max_batch_tokens: int = 8192,
         max_batch_items: int | None = 64,
         sort_by_length: bool = True,
+        head_cached: bool = False,
     ) -> None:
         self.encoder = encoder
         self.labels = labels
@@ -38,10 +39,12 @@ class TaggingPipeline:
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_items = max_batch_items
         self.sort_by_length = sort_by_length
+        # Prompt-isolated models cache the [CLS] prompt [SEP] head: the backend sees only the text part.
+        self.skip = len(encoder.head_ids) if head_cached else 0
 
     def _batches(self, windows: list[Window]) -> list[list[int]]:
         if self.sort_by_length:
-            return token_budget_batches([len(w.input_ids) for w in windows], self.max_batch_tokens, self.max_batch_items)
+            return token_budget_batches([len(w.input_ids) - self.skip for w in windows], self.max_batch_tokens, self.max_batch_items)
         size = self.max_batch_items or len(windows)
         return [list(range(i, min(i + size, len(windows)))) for i in range(0, len(windows), size)]
 
@@ -56,12 +59,12 @@ class TaggingPipeline:
         result: list[list[Any]] = [[[] for _ in words] for words in sentences]
         for batch in self._batches(windows):
             chunk = [windows[i] for i in batch]
-            logits = np.asarray(self.logits_fn(batch_arrays(chunk, self.encoder.pad_id)))
+            logits = np.asarray(self.logits_fn(batch_arrays(chunk, self.encoder.pad_id, self.skip)))
             probs = softmax(logits)
             for row, wi in enumerate(batch):
                 win = windows[wi]
                 words_out = result[owner[wi]]
-                tw = np.asarray(win.token_word)
+                tw = np.asarray(win.token_word[self.skip :])
                 for w in range(win.own_start, win.own_end):
                     words_out[w] = probs[row, : len(tw)][tw == w]
         return result  # type: ignore[return-value]

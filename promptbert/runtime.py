@@ -67,15 +67,25 @@ def make_session(path: str | Path, providers: list[str], threads: int | None = N
         raise ArtifactError(f"{path}: cannot load ONNX model ({str(exc).splitlines()[0][:200]})") from None
 
 
-def ort_logits_fn(session: Any) -> Any:
-    """Logits function over an ORT session; always feeds token_type_ids (ORTModel would zero-fill them)."""
+def ort_logits_fn(session: Any, prompt_attention: str = "joint") -> Any:
+    """Logits function over an ORT session.
+
+    A joint graph is always fed token_type_ids (ORTModel would zero-fill them); an
+    isolated graph takes the text part only, its segment id and positions baked in.
+    """
     names = {i.name for i in session.get_inputs()}
-    missing = {"input_ids", "attention_mask", "token_type_ids"} - names
-    if missing:
-        raise ArtifactError(f"ONNX graph lacks inputs {sorted(missing)}: a prompt+text pair needs token_type_ids")
+    if prompt_attention == "isolated":
+        wanted: tuple[str, ...] = ("input_ids", "attention_mask")
+        if names != set(wanted):
+            raise ArtifactError(f"ONNX graph inputs {sorted(names)} are not those of a prompt-isolated graph {list(wanted)}")
+    else:
+        wanted = ("input_ids", "attention_mask", "token_type_ids")
+        missing = set(wanted) - names
+        if missing:
+            raise ArtifactError(f"ONNX graph lacks inputs {sorted(missing)}: a prompt+text pair needs token_type_ids")
 
     def run(batch: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run(["logits"], {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")})[0]
+        return session.run(["logits"], {k: batch[k] for k in wanted})[0]
 
     return run
 
@@ -96,6 +106,9 @@ class Artifact:
         self.tokenizer, self.specials = load_tokenizer(self.folder)
         self.max_length = int(self.manifest["encoding"]["max_length"])
         self.stride = int(self.manifest["encoding"]["stride"])
+        self.prompt_attention = str(self.manifest["encoding"].get("prompt_attention", "joint"))
+        if self.prompt_attention not in C.PROMPT_ATTENTION:
+            raise ArtifactError(f"{self.folder}: unknown prompt_attention {self.prompt_attention!r} in the manifest")
 
     @property
     def variants(self) -> dict[str, Any]:
@@ -142,7 +155,9 @@ class Artifact:
             log.warning("CUDAExecutionProvider did not come up; running %s on %s", name, got)
             if variant == "auto":  # fp16 on CPU is slow: fall back to the CPU choice
                 return self.pipeline("auto", "cpu", threads, **pipeline_kwargs)
-        pipe = TaggingPipeline(self.encoder(), self.labels, ort_logits_fn(session), **pipeline_kwargs)
+        isolated = self.prompt_attention == "isolated"
+        pipe = TaggingPipeline(self.encoder(), self.labels, ort_logits_fn(session, self.prompt_attention),
+                               head_cached=isolated, **pipeline_kwargs)
         return pipe, LoadedModel(name, list(got), path)
 
 

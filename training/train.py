@@ -108,7 +108,11 @@ def windows_for(sentences: list[D.Sentence], encoder: PromptEncoder, labels: Lab
     return out
 
 
-def _features(windows: list[Window]) -> list[dict[str, list[int]]]:
+def _features(windows: list[Window], skip: int = 0) -> list[dict[str, list[int]]]:
+    """Trainer rows; ``skip`` drops the cached head (prompt-isolated models see the text part only)."""
+    if skip:
+        return [{"input_ids": w.input_ids[skip:], "attention_mask": [1] * (len(w.input_ids) - skip),
+                 "labels": (w.labels or [])[skip:]} for w in windows]
     return [
         {"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "attention_mask": [1] * len(w.input_ids), "labels": w.labels or []}
         for w in windows
@@ -187,6 +191,13 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
     train_windows = windows_for(train_sents, encoder, labels, own_only=False)
     dev_windows = windows_for(dev_sents, encoder, labels, own_only=True)
     device, precision = device_and_precision(config)
+    isolated = config.prompt_attention == "isolated"
+    trained: Any = model
+    if isolated:
+        from .cached import PromptCachedTagger
+
+        trained = PromptCachedTagger(model, encoder.head_ids, encoder.text_type)
+    skip = len(encoder.head_ids) if isolated else 0
 
     with atomic_dir(config.output_dir, force=force) as out:
         work = out / "_trainer"
@@ -226,10 +237,10 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
         if budget is not None:
             callbacks.append(budget)
         trainer = Trainer(
-            model=model,
+            model=trained,
             args=args,
-            train_dataset=_features(train_windows),
-            eval_dataset=_features(dev_windows),
+            train_dataset=_features(train_windows, skip),
+            eval_dataset=_features(dev_windows, skip),
             data_collator=DataCollatorForTokenClassification(tokenizer),
             compute_metrics=seqeval_metrics(labels),
             callbacks=callbacks,
@@ -238,9 +249,9 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
         result = trainer.train()
         train_seconds = time.perf_counter() - t0
         epochs_done = float(trainer.state.epoch or 0.0)
-        tokens = sum(len(w.input_ids) for w in train_windows)
+        tokens = sum(len(w.input_ids) - skip for w in train_windows)  # tokens the model really ran on
 
-        trainer.save_model(str(out))
+        model.save_pretrained(str(out), safe_serialization=True)  # the plain HF model (best weights loaded)
         tokenizer.save_pretrained(str(out))
         labels.save(out / C.LABELS)
         (out / C.PROMPT_TEXT).write_text(prompt.text, encoding="utf-8")
@@ -251,8 +262,8 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
         # Final scores through the same word-level pipeline that serving uses.
         from .evaluate import evaluate_sentences, torch_pipeline
 
-        model.eval()
-        pipe = torch_pipeline(model, encoder, labels)
+        trained.eval()
+        pipe = torch_pipeline(trained, encoder, labels)
         metrics: dict[str, Any] = {"dev": evaluate_sentences(pipe, dev_sents)}
         if test_sents:
             metrics["test"] = evaluate_sentences(pipe, test_sents)
@@ -268,7 +279,8 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
             "data_files": data_files,
             "prompt": {"kind": prompt.kind, "source": prompt.source, "fingerprint": prompt.fingerprint, "tokens": encoder.prompt_tokens},
             "labels": list(labels.labels),
-            "encoding": {"max_length": config.max_length, "stride": config.stride, "word_splitter": C.WORD_SPLITTER, "text_segment": encoder.text_type},
+            "encoding": {"max_length": config.max_length, "stride": config.stride, "word_splitter": C.WORD_SPLITTER, "text_segment": encoder.text_type,
+                         "prompt_attention": config.prompt_attention, "head_tokens": len(encoder.head_ids)},
             "config": cfg.to_dict(config),
             "config_path": config_path,
             "training": {

@@ -1,0 +1,82 @@
+"""Prompt-isolated attention: the cached-head model computes exactly what full-window BERT computes with the isolated mask."""
+
+import numpy as np
+import pytest
+import torch
+
+from promptbert.encoding import PromptEncoder, batch_arrays, load_tokenizer
+from training.cached import PromptCachedTagger, isolated_mask
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_base):
+    from transformers import AutoModelForTokenClassification
+
+    torch.manual_seed(1)
+    model = AutoModelForTokenClassification.from_pretrained(str(tiny_base), num_labels=5).eval()
+    torch.nn.init.normal_(model.classifier.weight, std=3.0)  # logits of a useful size, so differences show
+    tok, specials = load_tokenizer(tiny_base)
+    enc = PromptEncoder(tok, "tag names as person place", 64, 8, specials)
+    windows = [w for s in ("john met mary in paris .", "washingtons", "the acme corp bank") for w in enc.encode(s.split())]
+    return model, enc, windows
+
+
+def full_logits(model, enc, windows, mask_fn):
+    b = {k: torch.from_numpy(v) for k, v in batch_arrays(windows, enc.pad_id).items()}
+    with torch.inference_mode():
+        return model(input_ids=b["input_ids"], token_type_ids=b["token_type_ids"], attention_mask=mask_fn(b)).logits.numpy()
+
+
+def test_cached_head_equals_full_window_with_isolated_mask(setup):
+    model, enc, windows = setup
+    head = len(enc.head_ids)
+    full = full_logits(model, enc, windows, lambda b: isolated_mask(b["token_type_ids"], b["attention_mask"], head))
+    tagger = PromptCachedTagger(model, enc.head_ids, enc.text_type).eval()
+    text = {k: torch.from_numpy(v) for k, v in batch_arrays(windows, enc.pad_id, skip=head).items()}
+    with torch.inference_mode():
+        cached = tagger(input_ids=text["input_ids"], attention_mask=text["attention_mask"]).logits.numpy()
+    real = text["attention_mask"].numpy().astype(bool)
+    same = np.abs(cached[real] - full[:, head:][real]).max()
+    # And it is not the joint model: there the prompt sees the text, so the text's logits differ.
+    joint = full_logits(model, enc, windows, lambda b: b["attention_mask"])
+    differ = np.abs(joint[:, head:][real] - cached[real]).max()
+    assert same < 5e-5 and differ > 100 * same
+
+
+def test_cached_head_uses_the_text_segment(setup):
+    """Fed as segment A (type 0) the text would get different logits: the segment id is part of the cache contract."""
+    model, enc, windows = setup
+    head = len(enc.head_ids)
+    text = {k: torch.from_numpy(v) for k, v in batch_arrays(windows, enc.pad_id, skip=head).items()}
+    right = PromptCachedTagger(model, enc.head_ids, enc.text_type).eval()
+    wrong = PromptCachedTagger(model, enc.head_ids, 0).eval()
+    with torch.inference_mode():
+        a = right(input_ids=text["input_ids"], attention_mask=text["attention_mask"]).logits
+        b = wrong(input_ids=text["input_ids"], attention_mask=text["attention_mask"]).logits
+    assert enc.text_type == 1 and (a - b).abs().max() > 1e-2
+
+
+def test_training_mode_recomputes_the_head_with_gradients(setup):
+    model, enc, windows = setup
+    tagger = PromptCachedTagger(model, enc.head_ids, enc.text_type).train()
+    head = len(enc.head_ids)
+    text = {k: torch.from_numpy(v) for k, v in batch_arrays(windows, enc.pad_id, skip=head).items()}
+    labels = torch.zeros_like(text["input_ids"])
+    out = tagger(input_ids=text["input_ids"], attention_mask=text["attention_mask"], labels=labels)
+    out.loss.backward()
+    # The prompt's own tokens get gradient only through the cached head.
+    emb = model.base_model.embeddings.word_embeddings.weight.grad
+    only_in_prompt = set(enc.prompt_ids) - set(text["input_ids"].flatten().tolist())
+    assert only_in_prompt and all(emb[i].abs().sum() > 0 for i in only_in_prompt)
+    model.zero_grad()
+    tagger.eval()
+
+
+def test_non_bert_architecture_is_refused():
+    from promptbert.errors import ConfigError
+
+    class NotBert(torch.nn.Module):
+        config = None
+
+    with pytest.raises(ConfigError, match="prompt_attention"):
+        PromptCachedTagger(NotBert(), [1, 2], 1)
