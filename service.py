@@ -60,15 +60,15 @@ class Entity(BaseModel):
 @bentoml.service(
     name="promptbert",
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
-    workers=1,
+    workers=CONFIG.workers,
 )
 class PromptBertNER:
     def __init__(self) -> None:
         t0 = time.perf_counter()
         self.artifact = Artifact(CONFIG.artifact)
         self.pipe, self.loaded = self.artifact.pipeline(
-            CONFIG.variant, CONFIG.device, CONFIG.threads or None, max_batch_tokens=CONFIG.max_batch_tokens,
-            max_batch_items=None,
+            CONFIG.variant, CONFIG.device, CONFIG.threads or None, CONFIG.ort_spinning,
+            max_batch_tokens=CONFIG.max_batch_tokens, max_batch_items=None,
         )
         self.default_strategy = CONFIG.aggregation or self.artifact.manifest.get("best_aggregation", "first")
         self.batch_sizes: Counter[int] = Counter()

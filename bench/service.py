@@ -3,19 +3,21 @@
     python bench/service.py --artifact artifacts/conll2003 --data ../shared/data/conll2003 --split test \
         --limit 1000 --out bench/results/service.json
 
-Each client sends one sentence per /tag request, back to back (closed loop). The in-process
-reference tags the same sentences with the same artifact and variant, in batches of 32 sorted by
-length (the best in-process regime). Clients and server share this machine's cores: on 2 cores
-the client threads cost the server some CPU, so the ratio is a lower bound. Prints a table, writes JSON.
+Each client sends one sentence per /tag request (``--per-request N``: N sentences), back to back
+(closed loop), as an asyncio task with a keep-alive connection; all clients run in one separate
+process. The in-process reference tags the same sentences with the same artifact and variant, in
+batches of 32 sorted by length (the best in-process regime). Clients and server share this machine's
+cores, so on 2 cores the ratio is a lower bound. ``--serve-env KEY=VALUE`` sets service settings
+(e.g. PROMPTBERT_WORKERS=2 PROMPTBERT_THREADS=1). Prints a table, writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,38 +28,58 @@ from promptbert.launch import ServedArtifact, post_json  # noqa: E402
 from promptbert.manifest import now, versions, write_json  # noqa: E402
 
 
-def load_clients(url: str, texts: list[str], clients: int) -> dict:
-    lock = threading.Lock()
-    nxt = [0]
-    lat: list[float] = []
-    errors = [0]
+def _client_main(url: str, texts: list[str], clients: int, per_request: int, conn: Any) -> None:
+    """Closed-loop asyncio clients with keep-alive connections, in their own process."""
+    import asyncio
 
-    def worker() -> None:
-        while True:
-            with lock:
-                i = nxt[0]
-                nxt[0] += 1
-            if i >= len(texts):
-                return
+    import aiohttp
+
+    async def run() -> dict:
+        lat: list[float] = []
+        errors = 0
+        nxt = 0
+        connector = aiohttp.TCPConnector(limit=clients)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+            async def worker() -> None:
+                nonlocal nxt, errors
+                while nxt < len(texts):
+                    chunk = texts[nxt : nxt + per_request]
+                    nxt += per_request
+                    t0 = time.perf_counter()
+                    try:
+                        async with session.post(f"{url}/tag", json={"texts": chunk}) as r:
+                            await r.read()
+                            ok = r.status == 200
+                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                        ok = False
+                    if ok:
+                        lat.append(time.perf_counter() - t0)
+                    else:
+                        errors += 1
+
             t0 = time.perf_counter()
-            try:
-                post_json(f"{url}/tag", {"texts": [texts[i]]}, timeout=120)
-            except Exception:
-                with lock:
-                    errors[0] += 1
-                continue
-            with lock:
-                lat.append(time.perf_counter() - t0)
+            await asyncio.gather(*(worker() for _ in range(clients)))
+            total = time.perf_counter() - t0
+        done = len(lat) * per_request
+        return {"clients": clients, "texts_per_request": per_request, "sentences_per_s": done / total,
+                "requests_per_s": len(lat) / total, "p50_ms": float(np.percentile(lat, 50) * 1000),
+                "p95_ms": float(np.percentile(lat, 95) * 1000), "errors": errors, "seconds": total}
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    total = time.perf_counter() - t0
-    return {"clients": clients, "sentences_per_s": len(lat) / total, "p50_ms": float(np.percentile(lat, 50) * 1000),
-            "p95_ms": float(np.percentile(lat, 95) * 1000), "errors": errors[0], "seconds": total}
+    conn.send(asyncio.run(run()))
+
+
+def load_clients(url: str, texts: list[str], clients: int, per_request: int = 1) -> dict:
+    """Run the clients in a separate process (their CPU is not the server's GIL) and wait for the result."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_client_main, args=(url, texts, clients, per_request, child))
+    proc.start()
+    result = parent.recv()
+    proc.join()
+    return result
 
 
 def main() -> None:
@@ -68,6 +90,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--clients", default="1,8,32")
     p.add_argument("--variant", default="auto")
+    p.add_argument("--per-request", type=int, default=1, help="sentences per /tag request")
     p.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="bench/results/service.json")
     a = p.parse_args()
@@ -92,7 +115,7 @@ def main() -> None:
         post_json(f"{url}/tag", {"texts": texts[:4]})
         for c in [int(x) for x in a.clients.split(",")]:
             before = post_json(f"{url}/metadata", {})["batch_sizes_seen"]
-            r = load_clients(url, texts, c)
+            r = load_clients(url, texts, c, a.per_request)
             after = post_json(f"{url}/metadata", {})
             seen = {k: v - before.get(k, 0) for k, v in after["batch_sizes_seen"].items() if v - before.get(k, 0) > 0}
             calls = sum(seen.values())
@@ -104,7 +127,7 @@ def main() -> None:
                   f"p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  mean batch {r['mean_batch']:.1f}  errors {r['errors']}", flush=True)
     out = {"date": now(), "versions": versions(), "artifact": a.artifact, "data": a.data, "split": a.split,
            "sentences": len(texts), "variant": loaded.variant, "in_process_sentences_per_s": inproc, "service": rows,
-           "serve_env": a.serve_env}
+           "serve_env": a.serve_env, "per_request": a.per_request}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, out)
     print(f"written: {a.out}")

@@ -123,6 +123,31 @@ def _quantize(onnx_dir: Path, out: Path, qconfig: Any) -> Path:
     return out / "model_quantized.onnx"
 
 
+def _quantize_fused(fused: Path, out: Path, qconfig: Any) -> Path:
+    """Dynamic int8 of an ORT-optimized graph, with the settings of Optimum's config.
+
+    ORTQuantizer fails on fused graphs in this version (onnx shape inference cannot type
+    the outputs of com.microsoft ops: "Unable to find data type for weight_name"); ORT's
+    own quantize_dynamic takes ``DefaultTensorType`` for exactly that case.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "model_quantized.onnx"
+    ops = [getattr(o, "value", o) for o in qconfig.operators_to_quantize]
+    quantize_dynamic(str(fused), str(path), per_channel=qconfig.per_channel, reduce_range=qconfig.reduce_range,
+                     weight_type=QuantType.QInt8 if qconfig.weights_dtype == QuantType.QInt8 else QuantType.QUInt8,
+                     op_types_to_quantize=ops, nodes_to_exclude=list(qconfig.nodes_to_exclude),
+                     extra_options={"WeightSymmetric": qconfig.weights_symmetric,
+                                    "ActivationSymmetric": qconfig.activations_symmetric,
+                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
+    from optimum.onnxruntime.configuration import ORTConfig
+
+    ORTConfig(quantization=qconfig).save_pretrained(out)  # the same ort_config.json ORTQuantizer writes
+    return path
+
+
 def node_names(path: Path) -> list[str]:
     import onnx
 
@@ -257,13 +282,19 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
                 raise ArtifactError(f"parity gate failed: optimized vs fp32, {mism} word tags differ on {len(sample)} dev sentences")
 
         if "int8" in variants:
-            names = node_names(raw)
             tried: list[dict[str, Any]] = []
             attempts = []  # (candidate, quantization config, path), parallel to `tried`
             for cand in config.quant_ladder:
                 t0 = time.perf_counter()
-                qconf = quant_config(cand, isa, names)
-                qpath = _quantize(work / "onnx", work / f"q-{cand.name}", qconf)
+                if cand.graph == "fused":
+                    fused = work / "opt" / "model_optimized.onnx"
+                    if not fused.is_file():
+                        fused = _optimize(work / "onnx", work / "opt", config.optimization_level)
+                    qconf = quant_config(cand, isa, node_names(fused))
+                    qpath = _quantize_fused(fused, work / f"q-{cand.name}", qconf)
+                else:
+                    qconf = quant_config(cand, isa, node_names(raw))
+                    qpath = _quantize(work / "onnx", work / f"q-{cand.name}", qconf)
                 f1, _ = _f1(ort_pipe(qpath)[0], gate)
                 drop = (fp32_f1 - f1) * 100
                 ok = drop <= config.max_int8_f1_drop
@@ -293,7 +324,7 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
                                       "f1_drop_points": drop, "max_drop_points": config.max_int8_f1_drop,
                                       "passed": passed, "candidates": tried}
             info["int8"] = {"passed": passed, "isa": isa, "candidate": cand.name, "ops": count_ops(out / C.VARIANT_FILES["int8"]),
-                            "quantization": {"is_static": False, "per_channel": cand.per_channel,
+                            "quantization": {"is_static": False, "per_channel": cand.per_channel, "graph": cand.graph,
                                              "operators": list(cand.operators), "excluded_nodes": list(qconf.nodes_to_exclude)}}
 
         if "fp16" in variants:

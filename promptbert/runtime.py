@@ -50,8 +50,12 @@ class LoadedModel:
     path: Path
 
 
-def make_session(path: str | Path, providers: list[str], threads: int | None = None) -> Any:
-    """An ORT session; raises ArtifactError for a missing or corrupt file."""
+def make_session(path: str | Path, providers: list[str], threads: int | None = None, spinning: bool = True) -> Any:
+    """An ORT session; raises ArtifactError for a missing or corrupt file.
+
+    ``spinning=False`` stops ORT's worker threads from busy-waiting after each run:
+    in a server they would otherwise take CPU from the HTTP event loop.
+    """
     import onnxruntime as ort
 
     path = Path(path)
@@ -61,6 +65,8 @@ def make_session(path: str | Path, providers: list[str], threads: int | None = N
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
@@ -139,7 +145,8 @@ class Artifact:
         raise ArtifactError(f"{self.folder}: no usable variant (have {', '.join(self.variants) or 'none'})")
 
     def pipeline(
-        self, variant: str = "auto", device: str = "auto", threads: int | None = None, **pipeline_kwargs: Any
+        self, variant: str = "auto", device: str = "auto", threads: int | None = None, spinning: bool = True,
+        **pipeline_kwargs: Any,
     ) -> tuple[TaggingPipeline, LoadedModel]:
         """Load one variant into a TaggingPipeline; reports the providers ORT really gave."""
         name, providers = self.choose(variant, device)
@@ -149,12 +156,12 @@ class Artifact:
         expected = self.variants[name].get("sha256")
         if expected and path.is_file() and file_sha256(path) != expected:
             raise ArtifactError(f"{path}: does not match the manifest's sha256 (corrupt or modified file)")
-        session = make_session(path, providers, threads or _env_threads())
+        session = make_session(path, providers, threads or _env_threads(), spinning)
         got = session.get_providers()
         if CUDA in providers and CUDA not in got:
             log.warning("CUDAExecutionProvider did not come up; running %s on %s", name, got)
             if variant == "auto":  # fp16 on CPU is slow: fall back to the CPU choice
-                return self.pipeline("auto", "cpu", threads, **pipeline_kwargs)
+                return self.pipeline("auto", "cpu", threads, spinning, **pipeline_kwargs)
         isolated = self.prompt_attention == "isolated"
         pipe = TaggingPipeline(self.encoder(), self.labels, ort_logits_fn(session, self.prompt_attention),
                                head_cached=isolated, **pipeline_kwargs)

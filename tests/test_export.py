@@ -36,6 +36,9 @@ def test_all_variants_and_complete_manifest(tiny_artifact, tiny_model):
     assert m["prompt"]["fingerprint"] == src["prompt"]["fingerprint"] and m["opset"] == 18
     assert len(m["source_model"]["fingerprint"]) == 64
     assert m["variants"]["int8"]["quantization"]["is_static"] is False
+    # The first rung (the fused graph, weight MatMuls only) passes on the tiny model: ORT fusions survive in int8.
+    assert m["variants"]["int8"]["candidate"] == "fused-matmul-perchannel-fp32head"
+    assert {"SkipLayerNormalization", "MatMulInteger"} <= set(m["variants"]["int8"]["ops"])
     assert {"fp32", "int8"} <= set(m["metrics"]) and "dev_f1" in m["metrics"]["int8"]
 
 

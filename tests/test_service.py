@@ -24,6 +24,13 @@ def test_serve_config_from_env():
         ServeConfig.from_env({"PROMPTBERT_MAX_ITEMS": "lots"})
     with pytest.raises(ConfigError, match="device"):
         ServeConfig.from_env({"PROMPTBERT_DEVICE": "tpu"})
+    # Booleans are parsed, not bool("0") == True.
+    assert ServeConfig.from_env({"PROMPTBERT_ORT_SPINNING": "0"}).ort_spinning is False
+    assert ServeConfig.from_env({"PROMPTBERT_ORT_SPINNING": "true"}).ort_spinning is True
+    with pytest.raises(ConfigError, match="PROMPTBERT_ORT_SPINNING: expected a boolean"):
+        ServeConfig.from_env({"PROMPTBERT_ORT_SPINNING": "maybe"})
+    with pytest.raises(ConfigError, match="workers"):
+        ServeConfig.from_env({"PROMPTBERT_WORKERS": "0"})
 
 
 @pytest.fixture(scope="module")

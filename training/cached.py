@@ -155,3 +155,20 @@ def isolated_mask(token_type_ids: torch.Tensor, attention_mask: torch.Tensor, he
     mask = attention_mask[:, None, :].expand(b, s, s).clone()
     mask[:, :head_len, head_len:] = 0
     return mask
+
+
+def full_window_logits_fn(model: Any, head_len: int) -> Any:
+    """The uncached reference: the plain HF model on whole windows with the isolated mask.
+
+    Same answers as the cached tagger, but the head is recomputed for every window; the
+    benchmark uses it to show what caching saves in PyTorch itself.
+    """
+    import numpy as np
+
+    def run(batch: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            ids, types, mask = (torch.from_numpy(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask"))
+            out = model(input_ids=ids, token_type_ids=types, attention_mask=isolated_mask(types, mask, head_len))
+            return out.logits.float().numpy()
+
+    return run

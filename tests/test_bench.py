@@ -1,0 +1,38 @@
+"""The benchmark scripts run end to end on the tiny model and write what their tables print."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_infer_bench_table_and_json(tiny_model, tiny_artifact, tiny_corpus, tmp_path):
+    out = tmp_path / "infer.json"
+    r = run("bench/infer.py", "--model", str(tiny_model), "--artifact", str(tiny_artifact), "--data", str(tiny_corpus),
+            "--split", "dev", "--batch", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(out.read_text())
+    backends = {row["backend"] for row in data["results"]}
+    assert backends == {"pytorch-full", "pytorch", "fp32", "optimized", "int8"}
+    assert data["prompt_attention"] == "isolated" and data["sentences"] == 3
+    f1 = {(row["backend"], row["regime"]): row["entity_f1"] for row in data["results"]}
+    # The cached head changes the work, not the answers: full-window PyTorch, cached PyTorch and ONNX fp32 agree.
+    assert f1[("pytorch-full", "b1")] == f1[("pytorch", "b1")] == f1[("fp32", "b1")] == f1[("pytorch", "b2-sorted")]
+    assert "x full b1" in r.stdout and "int8" in r.stdout
+
+
+def test_service_bench_table_and_json(tiny_artifact, tiny_corpus, tmp_path):
+    out = tmp_path / "service.json"
+    r = run("bench/service.py", "--artifact", str(tiny_artifact), "--data", str(tiny_corpus), "--split", "train",
+            "--clients", "1,4", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert [row["clients"] for row in data["service"]] == [1, 4]
+    assert all(row["errors"] == 0 and row["sentences_per_s"] > 0 for row in data["service"])
+    assert data["sentences"] == 8 and "% of in-process" in r.stdout
