@@ -6,7 +6,8 @@
 Each client sends one sentence per /tag request (``--per-request N``: N sentences), back to back
 (closed loop), as an asyncio task with a keep-alive connection; all clients run in one separate
 process. The in-process reference tags the same sentences with the same artifact and variant, in
-batches of 32 sorted by length (the best in-process regime). Clients and server share this machine's
+batches of 32 sorted by length (the best in-process regime); a second reference runs the same stream in-process cut into
+the batches the service formed (its mean batch, arrival order): the cost of HTTP alone. Clients and server share this machine's
 cores, so on 2 cores the ratio is a lower bound. ``--serve-env KEY=VALUE`` sets service settings
 (e.g. PROMPTBERT_WORKERS=2 PROMPTBERT_THREADS=1). Prints a table, writes JSON.
 """
@@ -24,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from promptbert.data import load_split  # noqa: E402
-from promptbert.launch import ServedArtifact, post_json  # noqa: E402
+from promptbert.launch import ServedArtifact, adaptive_batches, post_json  # noqa: E402
 from promptbert.manifest import now, versions, write_json  # noqa: E402
 
 
@@ -104,8 +105,15 @@ def main() -> None:
     t0 = time.perf_counter()
     pipe.entities(texts)
     inproc = len(texts) / (time.perf_counter() - t0)
-    del pipe
     print(f"in-process {loaded.variant} on {loaded.providers}: {inproc:.1f} sentences/s ({len(texts)} sentences)", flush=True)
+    pipe.max_batch_items = None  # as in the service: one call per batch, grouped under a token budget
+
+    def matched(chunk: int) -> float:
+        """In-process on the same stream cut into the batches the service formed (arrival order, no HTTP)."""
+        t = time.perf_counter()
+        for i in range(0, len(texts), chunk):
+            pipe.entities(texts[i : i + chunk])
+        return len(texts) / (time.perf_counter() - t)
 
     env = dict(kv.split("=", 1) for kv in a.serve_env)
     if a.variant != "auto":
@@ -114,17 +122,21 @@ def main() -> None:
     with ServedArtifact(a.artifact, env=env) as url:
         post_json(f"{url}/tag", {"texts": texts[:4]})
         for c in [int(x) for x in a.clients.split(",")]:
-            before = post_json(f"{url}/metadata", {})["batch_sizes_seen"]
+            calls0, items0 = adaptive_batches(url)
             r = load_clients(url, texts, c, a.per_request)
+            calls1, items1 = adaptive_batches(url)
             after = post_json(f"{url}/metadata", {})
-            seen = {k: v - before.get(k, 0) for k, v in after["batch_sizes_seen"].items() if v - before.get(k, 0) > 0}
-            calls = sum(seen.values())
-            r.update({"ratio_vs_in_process": r["sentences_per_s"] / inproc, "batch_sizes_seen": seen,
-                      "mean_batch": sum(int(k) * v for k, v in seen.items()) / calls if calls else 0.0,
+            calls = calls1 - calls0
+            mean_batch = (items1 - items0) / calls if calls else 1.0  # requests merged per model call
+            same = matched(max(1, round(mean_batch * a.per_request)))
+            r.update({"ratio_vs_in_process": r["sentences_per_s"] / inproc, "model_calls": calls,
+                      "mean_batch": mean_batch, "in_process_same_batches_per_s": same,
+                      "ratio_vs_same_batches": r["sentences_per_s"] / same,
                       "providers": after["providers"], "variant": after["variant"]})
             rows.append(r)
-            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s ({r['ratio_vs_in_process'] * 100:5.1f}% of in-process)  "
-                  f"p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  mean batch {r['mean_batch']:.1f}  errors {r['errors']}", flush=True)
+            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s ({r['ratio_vs_in_process'] * 100:5.1f}% of in-process, "
+                  f"{r['ratio_vs_same_batches'] * 100:5.1f}% of in-process in the same batches)  p50 {r['p50_ms']:7.1f} ms  "
+                  f"p95 {r['p95_ms']:7.1f} ms  mean batch {mean_batch:.1f} requests  errors {r['errors']}", flush=True)
     out = {"date": now(), "versions": versions(), "artifact": a.artifact, "data": a.data, "split": a.split,
            "sentences": len(texts), "variant": loaded.variant, "in_process_sentences_per_s": inproc, "service": rows,
            "serve_env": a.serve_env, "per_request": a.per_request}

@@ -92,3 +92,22 @@ class ServedArtifact:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def adaptive_batches(url: str, timeout: float = 10.0) -> tuple[float, float]:
+    """(model calls, items) so far from BentoML's /metrics histogram ``bentoml_service_adaptive_batch_size``.
+
+    Prometheus counters are summed over every label set (and every worker that reports), so
+    differences between two readings give the mean texts per model call over a run.
+    """
+    import re
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as r:
+        text = r.read().decode()
+    calls = items = 0.0
+    for name, value in re.findall(r"^bentoml_service_adaptive_batch_size_(count|sum)\{[^}]*\} ([0-9.eE+-]+)$", text, re.M):
+        if name == "count":
+            calls += float(value)
+        else:
+            items += float(value)
+    return calls, items

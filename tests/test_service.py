@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -30,7 +31,14 @@ def test_serve_config_from_env():
     with pytest.raises(ConfigError, match="PROMPTBERT_ORT_SPINNING: expected a boolean"):
         ServeConfig.from_env({"PROMPTBERT_ORT_SPINNING": "maybe"})
     with pytest.raises(ConfigError, match="workers"):
-        ServeConfig.from_env({"PROMPTBERT_WORKERS": "0"})
+        ServeConfig.from_env({"PROMPTBERT_WORKERS": "-1"})
+    # Auto: one worker per core with one ORT thread each on CPU; one worker on a GPU; explicit values win.
+    auto = ServeConfig()
+    cores = os.cpu_count() or 1
+    assert auto.resolved_workers(gpu=False) == cores and auto.resolved_workers(gpu=True) == 1
+    assert auto.resolved_threads(cores) == (1 if cores > 1 else 0) and auto.resolved_threads(1) == 0
+    fixed = ServeConfig(workers=3, threads=2)
+    assert fixed.resolved_workers(gpu=True) == 3 and fixed.resolved_threads(3) == 2
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +135,9 @@ def test_real_bentoml_serve_batches_and_matches_predict(tiny_artifact):
 
     from promptbert.launch import ServedArtifact
 
-    env = {"PROMPTBERT_MAX_LATENCY_MS": "5000", "PROMPTBERT_MAX_BATCH_SIZE": "16", "PROMPTBERT_VARIANT": "fp32"}
+    # One worker: /metadata's batch counter is per worker.
+    env = {"PROMPTBERT_MAX_LATENCY_MS": "5000", "PROMPTBERT_MAX_BATCH_SIZE": "16", "PROMPTBERT_VARIANT": "fp32",
+           "PROMPTBERT_WORKERS": "1"}
     texts = [f"John Smith number {i} visited Paris and London with Mary Jones." for i in range(48)]
     with ServedArtifact(tiny_artifact, env=env) as url:
         with bentoml.SyncHTTPClient(url, timeout=60) as c:
