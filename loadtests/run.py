@@ -126,8 +126,18 @@ def _duration_s(d: str) -> float:
     return total + (float(num) if num else 0.0)
 
 
+def model_calls(host: str) -> tuple[float, float]:
+    """(model calls, requests merged into them) so far, from /metrics (every worker)."""
+    from promptbert.launch import adaptive_batches
+
+    try:
+        return adaptive_batches(host)
+    except Exception:  # no /metrics: not fatal
+        return 0.0, 0.0
+
+
 def batch_sizes(host: str) -> dict[str, int]:
-    """Adaptive batch sizes the service saw, from its /metadata."""
+    """Adaptive batch sizes seen by the worker that answers /metadata (one worker's sample when there are several)."""
     from promptbert.launch import post_json
 
     try:
@@ -165,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
             served = ServedArtifact(a.artifact, env=env, log_path=None)
             host = served.start()
         try:
+            calls0, merged0 = model_calls(host)
             stats = run_locust(host, out, a.users, a.spawn_rate, a.duration, a.corpus)
+            calls1, merged1 = model_calls(host)
+            calls = calls1 - calls0
+            stats["model_calls"] = calls
+            stats["requests_per_model_call"] = (merged1 - merged0) / calls if calls else 0.0
             stats["batch_sizes_seen"] = batch_sizes(host)
         finally:
             if served:
@@ -182,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<24}{e['requests']:>9}{e['rps']:>8.1f}{e['p50_ms']:>9.0f}{e['p95_ms']:>9.0f}{e['p99_ms']:>9.0f}")
     print(f"{'all':<24}{stats['requests']:>9}{stats['rps']:>8.1f}{stats['p50_ms']:>9.0f}{stats['p95_ms']:>9.0f}{stats['p99_ms']:>9.0f}")
     print(f"texts/s {stats['texts_per_s']:.1f}  failure ratio {stats['failure_ratio']:.4f}  shed ratio {stats['shed_ratio']:.4f}"
-          f"  batch sizes seen {stats['batch_sizes_seen']}")
+          f"  requests per model call {stats['requests_per_model_call']:.1f} ({stats['model_calls']:.0f} calls)")
     print(f"reports: {out}/report.html, {out}/locust_stats.csv, {out}/summary.json")
     if missed:
         print(f"FAIL [{a.profile}]: " + "; ".join(missed))
