@@ -4,7 +4,8 @@
         --out bench/results/quant_configs.json
 
 Quantizes the artifact's raw fp32 export (model.onnx) with Optimum's ORTQuantizer under each
-configuration, then scores each on the full dev split with the same pipeline as the export gate.
+configuration (and, when the artifact has one, its ORT-optimized graph with the export's first rung),
+then scores each on the full dev split with the same pipeline as the export gate.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def main() -> None:
     from seqeval.metrics import f1_score
 
     from export.config import detect_isa
-    from export.onnx_export import count_ops, node_names
+    from export.onnx_export import quantize_fused, count_ops, node_names
     from promptbert.pipeline import TaggingPipeline
     from promptbert.runtime import CPU, Artifact, make_session, ort_logits_fn
 
@@ -55,7 +56,8 @@ def main() -> None:
     }
 
     def score(path: Path) -> tuple[float, float]:
-        pipe = TaggingPipeline(enc, art.labels, ort_logits_fn(make_session(path, [CPU])), max_batch_items=32)
+        fn = ort_logits_fn(make_session(path, [CPU]), art.prompt_attention)
+        pipe = TaggingPipeline(enc, art.labels, fn, max_batch_items=32, head_cached=art.prompt_attention == "isolated")
         pred = [[t for t, _ in row] for row in pipe.word_tags([s.words for s in dev])]
         f1 = f1_score([list(s.tags) for s in dev], pred)
         pipe.word_tags([speed[0].words])
@@ -77,6 +79,19 @@ def main() -> None:
             rows.append({"config": name, "dev_f1": f1, "drop_points": (f1_fp32 - f1) * 100, "sentences_per_s": sps,
                          "operators": qc.operators_to_quantize, "per_channel": qc.per_channel,
                          "excluded_nodes": len(qc.nodes_to_exclude), "quantized_ops": {k: v for k, v in ops.items() if "Integer" in k or "Quant" in k}})
+            print(f"{name:<34} dev F1 {f1:.4f} (drop {(f1_fp32 - f1) * 100:+.2f})  {sps:7.1f} sent/s", flush=True)
+        # The export's first rung: the ORT-optimized (fused) graph, weight MatMuls per-channel, fp32 head.
+        name = "fused graph, MatMul per-channel, fp32 head"
+        opt = Path(a.artifact) / "model_optimized.onnx"
+        if opt.is_file():
+            fused_names = node_names(opt)
+            qc = make(is_static=False, per_channel=True, operators_to_quantize=["MatMul"],
+                      nodes_to_exclude=[n for n in fused_names if "classifier" in n])
+            q = quantize_fused(opt, Path(tmp) / "fused", qc)
+            f1, sps = score(q)
+            ops = count_ops(q)
+            rows.append({"config": name, "dev_f1": f1, "drop_points": (f1_fp32 - f1) * 100, "sentences_per_s": sps,
+                         "graph": "fused", "quantized_ops": {k: v for k, v in ops.items() if "Integer" in k or "Quant" in k}})
             print(f"{name:<34} dev F1 {f1:.4f} (drop {(f1_fp32 - f1) * 100:+.2f})  {sps:7.1f} sent/s", flush=True)
     write_json(a.out, {"date": now(), "versions": versions(), "isa": isa, "artifact": a.artifact, "dev_sentences": len(dev),
                        "speed_sentences": len(speed), "rows": rows})

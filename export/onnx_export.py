@@ -123,7 +123,7 @@ def _quantize(onnx_dir: Path, out: Path, qconfig: Any) -> Path:
     return out / "model_quantized.onnx"
 
 
-def _quantize_fused(fused: Path, out: Path, qconfig: Any) -> Path:
+def quantize_fused(fused: Path, out: Path, qconfig: Any) -> Path:
     """Dynamic int8 of an ORT-optimized graph, with the settings of Optimum's config.
 
     ORTQuantizer fails on fused graphs in this version (onnx shape inference cannot type
@@ -291,7 +291,7 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
                     if not fused.is_file():
                         fused = _optimize(work / "onnx", work / "opt", config.optimization_level)
                     qconf = quant_config(cand, isa, node_names(fused))
-                    qpath = _quantize_fused(fused, work / f"q-{cand.name}", qconf)
+                    qpath = quantize_fused(fused, work / f"q-{cand.name}", qconf)
                 else:
                     qconf = quant_config(cand, isa, node_names(raw))
                     qpath = _quantize(work / "onnx", work / f"q-{cand.name}", qconf)
