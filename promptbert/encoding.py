@@ -208,18 +208,27 @@ def batch_arrays(windows: list[Window], pad_id: int, skip: int = 0) -> dict[str,
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
-def token_budget_batches(lengths: list[int], max_tokens: int, max_items: int | None = None) -> list[list[int]]:
+def token_budget_batches(
+    lengths: list[int], max_tokens: int, max_items: int | None = None, max_pad_ratio: float | None = 1.5
+) -> list[list[int]]:
     """Group item indices by length so that (items x longest) stays under ``max_tokens``.
 
     Sorting by length first means little padding; the cap keeps a batch of long
-    documents from blowing up memory or latency.
+    documents from blowing up memory or latency. ``max_pad_ratio`` starts a new group
+    when an item is longer than that many times the group's shortest: one more call
+    costs less than padding short texts to a long one (int8 on 2 cores, batches of 32
+    arbitrary CoNLL sentences: 332 sentences/s in one call, 545 split at 1.5).
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
         longest = lengths[i]  # sorted ascending: the newcomer is the longest
-        if current and ((len(current) + 1) * longest > max_tokens or (max_items and len(current) >= max_items)):
+        if current and (
+            (len(current) + 1) * longest > max_tokens
+            or (max_items and len(current) >= max_items)
+            or (max_pad_ratio and longest > max_pad_ratio * lengths[current[0]])
+        ):
             batches.append(current)
             current = []
         current.append(i)

@@ -32,6 +32,7 @@ class TaggingPipeline:
         max_batch_items: int | None = 64,
         sort_by_length: bool = True,
         head_cached: bool = False,
+        max_pad_ratio: float | None = 1.5,
     ) -> None:
         self.encoder = encoder
         self.labels = labels
@@ -39,12 +40,14 @@ class TaggingPipeline:
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_items = max_batch_items
         self.sort_by_length = sort_by_length
+        self.max_pad_ratio = max_pad_ratio  # see token_budget_batches
         # Prompt-isolated models cache the [CLS] prompt [SEP] head: the backend sees only the text part.
         self.skip = len(encoder.head_ids) if head_cached else 0
 
     def _batches(self, windows: list[Window]) -> list[list[int]]:
         if self.sort_by_length:
-            return token_budget_batches([len(w.input_ids) - self.skip for w in windows], self.max_batch_tokens, self.max_batch_items)
+            lengths = [len(w.input_ids) - self.skip for w in windows]
+            return token_budget_batches(lengths, self.max_batch_tokens, self.max_batch_items, self.max_pad_ratio)
         size = self.max_batch_items or len(windows)
         return [list(range(i, min(i + size, len(windows)))) for i in range(0, len(windows), size)]
 

@@ -30,6 +30,7 @@ class ServeConfig:
     max_items: int = 64  # most texts in one request
     max_chars: int = 10000  # most characters in one text
     max_batch_tokens: int = 8192  # token budget of one ONNX Runtime call inside a batch
+    max_pad_ratio: float = 1.5  # inside a batch, a text longer than this x the shortest of its group starts a new call
     threads: int = 0  # ORT intra-op threads per worker (0: auto -- 1 with several workers, else ORT's default)
     workers: int = 0  # service processes, each with its own model (0: auto -- one per core on CPU, 1 on a GPU)
     ort_spinning: bool = False  # let ORT threads busy-wait between runs (faster alone, steals CPU from the HTTP loop)
@@ -42,6 +43,8 @@ class ServeConfig:
                      "timeout_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1")
+        if self.max_pad_ratio < 1.0:
+            raise ConfigError(f"max_pad_ratio: must be >= 1, got {self.max_pad_ratio}")
         if self.workers < 0 or self.threads < 0:
             raise ConfigError("workers, threads: must be >= 0 (0: auto)")
         if self.device not in ("auto", "cpu", "cuda"):

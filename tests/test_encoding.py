@@ -89,11 +89,20 @@ def test_batch_arrays_pad_and_mask(tok):
 
 def test_token_budget_batches_cover_everything_and_respect_budget():
     lengths = [5, 50, 7, 49, 6, 100, 8]
-    batches = token_budget_batches(lengths, max_tokens=100, max_items=3)
+    batches = token_budget_batches(lengths, max_tokens=100, max_items=3, max_pad_ratio=None)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for b in batches:
         assert len(b) <= 3
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 100
+
+
+def test_token_budget_batches_do_not_pad_short_items_to_long_ones():
+    lengths = [10, 12, 14, 16, 30, 40, 44]
+    assert token_budget_batches(lengths, max_tokens=10_000, max_pad_ratio=None) == [list(range(7))]
+    batches = token_budget_batches(lengths, max_tokens=10_000, max_pad_ratio=1.5)
+    assert batches == [[0, 1, 2], [3], [4, 5, 6]]  # 16 > 1.5 x 10; 30 > 1.5 x 16; 44 <= 1.5 x 30
+    for b in batches:
+        assert max(lengths[i] for i in b) <= 1.5 * min(lengths[i] for i in b)
 
 
 def test_a_padding_tokenizer_does_not_leak_pads_into_the_prompt(tiny_base):
