@@ -36,8 +36,7 @@ def main() -> None:
 
     from export.config import detect_isa
     from export.onnx_export import quantize_fused, count_ops, node_names
-    from promptbert.pipeline import TaggingPipeline
-    from promptbert.runtime import CPU, Artifact, make_session, ort_logits_fn
+    from promptbert.runtime import CPU, Artifact, make_session, onnx_pipeline
 
     art = Artifact(a.artifact)
     enc = art.encoder()
@@ -56,8 +55,7 @@ def main() -> None:
     }
 
     def score(path: Path) -> tuple[float, float]:
-        fn = ort_logits_fn(make_session(path, [CPU]), art.prompt_attention)
-        pipe = TaggingPipeline(enc, art.labels, fn, max_batch_items=32, head_cached=art.prompt_attention == "isolated")
+        pipe = onnx_pipeline(make_session(path, [CPU]), enc, art.labels, art.prompt_attention, max_batch_items=32)
         pred = [[t for t, _ in row] for row in pipe.word_tags([s.words for s in dev])]
         f1 = f1_score([list(s.tags) for s in dev], pred)
         pipe.word_tags([speed[0].words])

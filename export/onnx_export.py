@@ -27,7 +27,7 @@ from promptbert.errors import ArtifactError
 from promptbert.manifest import atomic_dir, folder_fingerprint, folder_hashes, now, read_json, versions, write_json
 from promptbert.pipeline import TaggingPipeline
 from promptbert.prompt import fingerprint
-from promptbert.runtime import CPU, make_session, ort_logits_fn
+from promptbert.runtime import CPU, make_session, onnx_pipeline
 
 from .config import ExportConfig, QuantCandidate, detect_isa
 
@@ -69,14 +69,12 @@ def _onnx_export_isolated(tagger: Any, model_dir: Path, out: Path, opset: int) -
     baked = BakedPromptTagger(tagger)
     ids = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]], dtype=torch.long)
     mask = (torch.arange(4) < torch.tensor([[4], [2]])).long()
-    axes = {"batch_size": 0, "sequence_length": 1}
+    axes = {0: "batch_size", 1: "sequence_length"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(baked, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
                           output_names=["logits"], opset_version=opset, dynamo=False,
-                          dynamic_axes={"input_ids": {v: k for k, v in axes.items()},
-                                        "attention_mask": {v: k for k, v in axes.items()},
-                                        "logits": {v: k for k, v in axes.items()}})
+                          dynamic_axes={name: axes for name in ("input_ids", "attention_mask", "logits")})
     tagger.eval()  # the exporter restores the wrapper's previous mode: make sure no dropout is left on
     shutil.copyfile(model_dir / "config.json", out / "config.json")
     return path
@@ -182,8 +180,8 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
 
     model_dir = Path(model_dir)
     model, encoder, labels, mmanifest = load_model_folder(model_dir)
-    isolated = mmanifest["encoding"].get("prompt_attention", "joint") == "isolated"
-    attention = "isolated" if isolated else "joint"
+    attention = mmanifest["encoding"].get("prompt_attention", "joint")
+    isolated = attention == "isolated"
     skip = len(encoder.head_ids) if isolated else 0
     prompt_text = (model_dir / C.PROMPT_TEXT).read_text(encoding="utf-8")
     if fingerprint(prompt_text) != mmanifest["prompt"]["fingerprint"]:
@@ -207,8 +205,8 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
     threads = config.threads or None
 
     def ort_pipe(path: Path) -> tuple[TaggingPipeline, Any]:
-        fn = ort_logits_fn(make_session(path, [CPU], threads), attention)
-        return TaggingPipeline(encoder, labels, fn, head_cached=isolated), fn
+        pipe = onnx_pipeline(make_session(path, [CPU], threads), encoder, labels, attention)
+        return pipe, pipe.logits_fn
 
     t_all = time.perf_counter()
     with atomic_dir(output, force=force) as out:

@@ -95,10 +95,11 @@ class ServedArtifact:
 
 
 def adaptive_batches(url: str, timeout: float = 10.0) -> tuple[float, float]:
-    """(model calls, items) so far from BentoML's /metrics histogram ``bentoml_service_adaptive_batch_size``.
+    """(model calls, requests merged into them) so far, from BentoML's /metrics histogram
+    ``bentoml_service_adaptive_batch_size`` (it counts requests per call, not texts).
 
-    Prometheus counters are summed over every label set (and every worker that reports), so
-    differences between two readings give the mean texts per model call over a run.
+    Counters are summed over every label set (BentoML aggregates its workers), so the
+    difference between two readings gives the mean requests per model call over a run.
     """
     import re
 

@@ -96,6 +96,13 @@ def ort_logits_fn(session: Any, prompt_attention: str = "joint") -> Any:
     return run
 
 
+def onnx_pipeline(session: Any, encoder: PromptEncoder, labels: LabelMap, prompt_attention: str = "joint",
+                  **pipeline_kwargs: Any) -> TaggingPipeline:
+    """A TaggingPipeline over an ORT session, fed the way the graph's prompt attention wants."""
+    return TaggingPipeline(encoder, labels, ort_logits_fn(session, prompt_attention),
+                           head_cached=prompt_attention == "isolated", **pipeline_kwargs)
+
+
 class Artifact:
     """An exported artifact folder: manifest, prompt text, labels, tokenizer and ONNX variants."""
 
@@ -162,9 +169,7 @@ class Artifact:
             log.warning("CUDAExecutionProvider did not come up; running %s on %s", name, got)
             if variant == "auto":  # fp16 on CPU is slow: fall back to the CPU choice
                 return self.pipeline("auto", "cpu", threads, spinning, **pipeline_kwargs)
-        isolated = self.prompt_attention == "isolated"
-        pipe = TaggingPipeline(self.encoder(), self.labels, ort_logits_fn(session, self.prompt_attention),
-                               head_cached=isolated, **pipeline_kwargs)
+        pipe = onnx_pipeline(session, self.encoder(), self.labels, self.prompt_attention, **pipeline_kwargs)
         return pipe, LoadedModel(name, list(got), path)
 
 
