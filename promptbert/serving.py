@@ -15,6 +15,7 @@ from .decoding import STRATEGIES
 from .errors import ConfigError
 
 ENV_PREFIX = "PROMPTBERT_"
+AUTO_MAX_WORKERS = 8  # a memory guard, not a measured optimum (measured only on 2 cores)
 BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -55,10 +56,11 @@ class ServeConfig:
     def resolved_workers(self, gpu: bool) -> int:
         """On CPU one worker per core, each with one ORT thread: the HTTP/JSON side of every request then
         runs in parallel too (2 cores: 1.7x the throughput of one worker with 2 threads at 8 clients).
-        On a GPU one worker, so one model copy feeds the device."""
+        Auto stops at AUTO_MAX_WORKERS: each worker holds its own model (about 215 MiB resident with the
+        int8 CoNLL artifact). On a GPU one worker, so one model copy feeds the device."""
         if self.workers:
             return self.workers
-        return 1 if gpu else max(1, os.cpu_count() or 1)
+        return 1 if gpu else max(1, min(AUTO_MAX_WORKERS, os.cpu_count() or 1))
 
     def resolved_threads(self, workers: int) -> int:
         """ORT intra-op threads per worker (0 = ORT's default, one per core)."""
