@@ -81,12 +81,6 @@ class PromptCachedTagger(nn.Module):
             values.append(self._heads(layer.attention.self.value(h), layer))
         return torch.cat(keys), torch.cat(values)
 
-    def freeze_prompt(self) -> None:
-        """Compute the head once (no gradients) and keep it: inference and export."""
-        with torch.no_grad():
-            k, v = self.prompt_kv()
-        self._kv = (k.detach(), v.detach())
-
     @staticmethod
     def _heads(x: torch.Tensor, layer: Any) -> torch.Tensor:
         sa = layer.attention.self
@@ -129,6 +123,13 @@ class PromptCachedTagger(nn.Module):
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
         return TokenClassifierOutput(loss=loss, logits=logits)
+
+
+def tagger_for(model: Any, encoder: Any, prompt_attention: str) -> Any:
+    """The module that runs a model of this prompt attention: the cached-head wrapper, or the model itself."""
+    if prompt_attention == "isolated":
+        return PromptCachedTagger(model, encoder.head_ids, encoder.text_type)
+    return model
 
 
 class BakedPromptTagger(nn.Module):

@@ -97,12 +97,9 @@ def load_model_folder(folder: str | Path) -> tuple[Any, PromptEncoder, LabelMap,
         model = AutoModelForTokenClassification.from_pretrained(str(folder))
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{folder}: cannot load model weights ({str(exc).splitlines()[0][:200]})") from None
-    model.eval()
-    if enc.get("prompt_attention", "joint") == "isolated":
-        from .cached import PromptCachedTagger
+    from .cached import tagger_for
 
-        model = PromptCachedTagger(model, encoder.head_ids, encoder.text_type).eval()
-    return model, encoder, labels, manifest
+    return tagger_for(model, encoder, enc.get("prompt_attention", "joint")).eval(), encoder, labels, manifest
 
 
 def load_any(folder: str | Path, variant: str = "auto", **kw: Any) -> tuple[TaggingPipeline, str]:

@@ -109,14 +109,15 @@ def windows_for(sentences: list[D.Sentence], encoder: PromptEncoder, labels: Lab
 
 
 def _features(windows: list[Window], skip: int = 0) -> list[dict[str, list[int]]]:
-    """Trainer rows; ``skip`` drops the cached head (prompt-isolated models see the text part only)."""
-    if skip:
-        return [{"input_ids": w.input_ids[skip:], "attention_mask": [1] * (len(w.input_ids) - skip),
-                 "labels": (w.labels or [])[skip:]} for w in windows]
-    return [
-        {"input_ids": w.input_ids, "token_type_ids": w.token_type_ids, "attention_mask": [1] * len(w.input_ids), "labels": w.labels or []}
-        for w in windows
-    ]
+    """Trainer rows; ``skip`` drops the cached head (prompt-isolated models see the text part only, segment baked in)."""
+    rows = []
+    for w in windows:
+        row = {"input_ids": w.input_ids[skip:], "attention_mask": [1] * (len(w.input_ids) - skip),
+               "labels": (w.labels or [])[skip:]}
+        if not skip:
+            row["token_type_ids"] = w.token_type_ids
+        rows.append(row)
+    return rows
 
 
 def seqeval_metrics(labels: LabelMap):  # noqa: ANN201 - a Trainer callback
@@ -191,13 +192,10 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
     train_windows = windows_for(train_sents, encoder, labels, own_only=False)
     dev_windows = windows_for(dev_sents, encoder, labels, own_only=True)
     device, precision = device_and_precision(config)
-    isolated = config.prompt_attention == "isolated"
-    trained: Any = model
-    if isolated:
-        from .cached import PromptCachedTagger
+    from .cached import tagger_for
 
-        trained = PromptCachedTagger(model, encoder.head_ids, encoder.text_type)
-    skip = len(encoder.head_ids) if isolated else 0
+    trained = tagger_for(model, encoder, config.prompt_attention)  # what the Trainer runs; `model` holds the weights
+    skip = len(encoder.head_ids) if config.prompt_attention == "isolated" else 0
 
     with atomic_dir(config.output_dir, force=force) as out:
         work = out / "_trainer"
