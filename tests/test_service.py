@@ -39,6 +39,38 @@ def test_serve_config_from_env():
     assert auto.resolved_threads(cores) == (1 if cores > 1 else 0) and auto.resolved_threads(1) == 0
     fixed = ServeConfig(workers=3, threads=2)
     assert fixed.resolved_workers(gpu=True) == 3 and fixed.resolved_threads(3) == 2
+    with pytest.raises(ConfigError, match="keepalive_requests"):
+        ServeConfig(keepalive_requests=-1)
+
+
+def test_keepalive_budget_closes_about_one_connection_in_n():
+    import asyncio
+
+    from promptbert.serving import KeepAliveBudget
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def closes(mw, n, kind="http"):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def run():
+            for _ in range(n):
+                await mw({"type": kind}, None, send)
+
+        asyncio.run(run())
+        starts = [m for m in sent if m["type"] == "http.response.start"]
+        assert len(starts) == n and all(m["status"] == 200 for m in starts)
+        return sum((b"connection", b"close") in m["headers"] for m in starts)
+
+    assert closes(KeepAliveBudget(app, every=1), 20) == 20
+    assert closes(KeepAliveBudget(app, every=0), 20) == 0
+    assert 400 < closes(KeepAliveBudget(app, every=4, seed=0), 2000) < 600
+    assert closes(KeepAliveBudget(app, every=1), 5, kind="lifespan-like") == 0
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +82,8 @@ def client(tiny_artifact):
     mp.setenv("PROMPTBERT_ARTIFACT", str(tiny_artifact))
     mp.setenv("PROMPTBERT_MAX_CHARS", "300")
     mp.setenv("PROMPTBERT_MAX_ITEMS", "8")
+    mp.setenv("PROMPTBERT_WORKERS", "2")  # the import-time wiring of several workers (ASGI runs in this process)
+    mp.setenv("PROMPTBERT_KEEPALIVE_REQUESTS", "1")  # every response closes its connection: visible below
     import service
 
     importlib.reload(service)  # settings are read at import
@@ -113,6 +147,26 @@ def test_tag_text_options(client):
     assert only_loc == [e for e in everything if e["entity_group"] == "LOC"]
     high = client.post("/tag_text", json={"text": text, "min_score": 0.99}).json()
     assert all(e["score"] >= 0.99 for e in high)
+
+
+def test_inline_and_threaded_inference_agree(client, monkeypatch):
+    """Small batches run on the event loop, big ones in a thread: same answers either way."""
+    import dataclasses
+
+    import service
+
+    body = {"texts": TEXTS}
+    inline = client.post("/tag", json=body).json()
+    monkeypatch.setattr(service, "CONFIG", dataclasses.replace(service.CONFIG, inline_chars=0))
+    threaded = client.post("/tag", json=body).json()
+    one = client.post("/tag_text", json={"text": TEXTS[1]}).json()
+    assert inline == threaded and one == threaded[1] and any(threaded)
+
+
+def test_several_workers_close_keepalive_connections(client):
+    """service.py adds the keep-alive budget when it runs several workers (the fixture: 2 workers, budget 1)."""
+    r = client.post("/tag", json={"texts": ["John Smith visited Paris."]})
+    assert r.status_code == 200 and r.headers["connection"] == "close"
 
 
 def test_metadata_reports_model_and_provider(client, tiny_artifact):
