@@ -1,15 +1,21 @@
 """Service overhead: in-process ONNX Runtime vs the HTTP service at 1, 8, 32 concurrent clients.
 
-    python bench/service.py --artifact artifacts/conll2003 --data ../shared/data/conll2003 --split test \
-        --limit 1000 --out bench/results/service.json
+    python bench/service.py --artifact artifacts/conll2003_iso --data ../shared/data/conll2003 --split test \
+        --limit 0 --out bench/results/service.json
 
 Each client sends one sentence per /tag request (``--per-request N``: N sentences), back to back
-(closed loop), as an asyncio task with a keep-alive connection; all clients run in one separate
-process. The in-process reference tags the same sentences with the same artifact and variant, in
-batches of 32 sorted by length (the best in-process regime); a second reference runs the same stream in-process cut into
-the batches the service formed (its mean batch, arrival order): the cost of HTTP alone. Clients and server share this machine's
-cores, so on 2 cores the ratio is a lower bound. ``--serve-env KEY=VALUE`` sets service settings
-(e.g. PROMPTBERT_WORKERS=2 PROMPTBERT_THREADS=1). Prints a table, writes JSON.
+(closed loop) on its own keep-alive connection; all clients run in one separate process, a bare
+asyncio HTTP client whose CPU time is reported (it shares the cores with the server here).
+
+References, no HTTP, same artifact and variant, each the faster of two layouts (one process with
+ORT's default threads; the service's workers x ORT threads, as processes working in parallel):
+- best: the whole stream at once, sorted by length into batches of 32 -- more than any online
+  service can batch, the ceiling;
+- same in flight: the stream tagged clients x per-request sentences at a time in arrival order --
+  what an in-process caller with as much work outstanding as the clients does.
+Server CPU (serve process and workers) and client CPU per sentence are reported. Clients and
+server share this machine's cores, so on 2 cores the ratios are lower bounds.
+``--serve-env KEY=VALUE`` sets service settings (e.g. PROMPTBERT_WORKERS=1). Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -29,43 +35,94 @@ from promptbert.launch import ServedArtifact, adaptive_batches, post_json  # noq
 from promptbert.manifest import now, versions, write_json  # noqa: E402
 
 
-def _client_main(url: str, texts: list[str], clients: int, per_request: int, conn: Any) -> None:
-    """Closed-loop asyncio clients with keep-alive connections, in their own process."""
-    import asyncio
+async def _read_response(reader: Any) -> tuple[int, bool]:
+    """(status, server asked to close) of one HTTP/1.1 response; the body is read and dropped."""
+    status = int((await reader.readline()).split(b" ", 2)[1])
+    length, chunked, close = 0, False, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and value == b"chunked":
+            chunked = True
+        elif name == b"connection" and value == b"close":
+            close = True
+    if not chunked:
+        await reader.readexactly(length)
+        return status, close
+    while size := int((await reader.readline()).strip(), 16):
+        await reader.readexactly(size + 2)
+    await reader.readline()
+    return status, close
 
-    import aiohttp
+
+def _client_main(url: str, texts: list[str], clients: int, per_request: int, conn: Any) -> None:
+    """Closed-loop clients, each on its own keep-alive connection, in their own process.
+
+    A bare asyncio HTTP/1.1 client with the request bodies encoded before the clock starts:
+    the load generator shares the server's cores here, so it should take as little CPU as it
+    can (aiohttp took ~0.75 ms of CPU a request, ~14% of 2 cores at 8 clients). Its own CPU
+    time is reported.
+    """
+    import asyncio
+    import json
+    import resource
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    bodies, sizes = [], []
+    for i in range(0, len(texts), per_request):
+        body = json.dumps({"texts": texts[i : i + per_request]}).encode()
+        sizes.append(len(texts[i : i + per_request]))
+        bodies.append(b"POST /tag HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                      % (host.encode(), len(body), body))
 
     async def run() -> dict:
         lat: list[float] = []
-        errors = 0
+        errors = reconnects = done = 0
         nxt = 0
-        connector = aiohttp.TCPConnector(limit=clients)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
 
-            async def worker() -> None:
-                nonlocal nxt, errors
-                while nxt < len(texts):
-                    chunk = texts[nxt : nxt + per_request]
-                    nxt += per_request
-                    t0 = time.perf_counter()
-                    try:
-                        async with session.post(f"{url}/tag", json={"texts": chunk}) as r:
-                            await r.read()
-                            ok = r.status == 200
-                    except (aiohttp.ClientError, asyncio.TimeoutError):
-                        ok = False
-                    if ok:
-                        lat.append(time.perf_counter() - t0)
-                    else:
-                        errors += 1
+        async def worker() -> None:
+            nonlocal nxt, errors, reconnects, done
+            reader = writer = None
+            while nxt < len(bodies):
+                request, size = bodies[nxt], sizes[nxt]
+                nxt += 1
+                t0 = time.perf_counter()
+                try:
+                    if writer is None:
+                        reader, writer = await asyncio.open_connection(host, int(port))
+                    writer.write(request)
+                    status, close = await asyncio.wait_for(_read_response(reader), 120)
+                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, IndexError):
+                    status, close = 0, True
+                if status == 200:
+                    lat.append(time.perf_counter() - t0)
+                    done += size
+                else:
+                    errors += 1
+                if close and writer is not None:
+                    writer.close()
+                    reader = writer = None
+                    reconnects += 1
+            if writer is not None:
+                writer.close()
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(clients)))
-            total = time.perf_counter() - t0
-        done = len(lat) * per_request
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        total = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         return {"clients": clients, "texts_per_request": per_request, "sentences_per_s": done / total,
                 "requests_per_s": len(lat) / total, "p50_ms": float(np.percentile(lat, 50) * 1000),
-                "p95_ms": float(np.percentile(lat, 95) * 1000), "errors": errors, "seconds": total}
+                "p95_ms": float(np.percentile(lat, 95) * 1000), "errors": errors, "reconnects": reconnects,
+                "seconds": total, "client_cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)}
 
     conn.send(asyncio.run(run()))
 
@@ -83,6 +140,78 @@ def load_clients(url: str, texts: list[str], clients: int, per_request: int = 1)
     return result
 
 
+def _in_process_worker(artifact: str, variant: str, threads: int, texts: list[str], chunk: int, barrier: Any,
+                       conn: Any) -> None:
+    """One in-process tagger: its share of the stream, timed from a start shared with its siblings."""
+    from promptbert.runtime import Artifact
+
+    pipe, _ = Artifact(artifact).pipeline(variant, "auto", threads or None, max_batch_items=32 if chunk == 0 else None)
+    pipe.entities(texts[:8])
+    barrier.wait()
+    t0 = time.perf_counter()
+    if chunk == 0:
+        pipe.entities(texts)  # the whole share at once: sorted by length, batches of 32
+    else:
+        for i in range(0, len(texts), chunk):
+            pipe.entities(texts[i : i + chunk])
+    conn.send(time.perf_counter() - t0)
+
+
+def in_process(artifact: str, variant: str, texts: list[str], procs: int, threads: int, chunk: int) -> float:
+    """Sentences/s of ``procs`` processes with ``threads`` ORT threads each (0: ORT's default), no HTTP.
+
+    ``chunk`` 0: each takes its share at once, sorted into batches of 32 (the best regime);
+    else each tags its share ``chunk`` sentences at a time in arrival order (that many in flight).
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(procs)
+    pipes, workers = [], []
+    for k in range(procs):
+        parent, child = ctx.Pipe()
+        w = ctx.Process(target=_in_process_worker, args=(artifact, variant, threads, texts[k::procs], chunk, barrier, child))
+        w.start()
+        pipes.append(parent)
+        workers.append(w)
+    walls = [c.recv() for c in pipes]
+    for w in workers:
+        w.join()
+    return len(texts) / max(walls)
+
+
+class Reference:
+    """In-process ONNX Runtime throughput, the strongest of two layouts: one process with ORT's
+    default threads, and the service's own (its workers, each with its ORT threads)."""
+
+    def __init__(self, artifact: str, variant: str, texts: list[str], workers: int, threads: int) -> None:
+        self.args = (artifact, variant, texts)
+        self.layouts = sorted({(1, 0), (workers, threads)})
+        self.cache: dict[int, dict[str, float]] = {}
+
+    def __call__(self, chunk: int) -> tuple[float, str]:
+        if chunk not in self.cache:  # p processes with c in flight: c // p each (a layout needs one per process)
+            self.cache[chunk] = {f"{p}x{t or 'default'}": in_process(*self.args, p, t, chunk // p)
+                                 for p, t in self.layouts if chunk == 0 or chunk >= p}
+        best = max(self.cache[chunk], key=self.cache[chunk].__getitem__)
+        return self.cache[chunk][best], best
+
+
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by the serve process and all its children (the workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artifact", required=True)
@@ -96,50 +225,49 @@ def main() -> None:
     p.add_argument("--out", default="bench/results/service.json")
     a = p.parse_args()
 
-    from promptbert.runtime import Artifact
-
     sentences = load_split(a.data, a.split, a.limit or None)
     texts = [" ".join(s.words) for s in sentences]
-    pipe, loaded = Artifact(a.artifact).pipeline(a.variant, "auto", max_batch_items=32)
-    pipe.entities(texts[:8])
-    t0 = time.perf_counter()
-    pipe.entities(texts)
-    inproc = len(texts) / (time.perf_counter() - t0)
-    print(f"in-process {loaded.variant} on {loaded.providers}: {inproc:.1f} sentences/s ({len(texts)} sentences)", flush=True)
-    pipe.max_batch_items = None  # as in the service: one call per batch, grouped under a token budget
-
-    def matched(chunk: int) -> float:
-        """In-process on the same stream cut into the batches the service formed (arrival order, no HTTP)."""
-        t = time.perf_counter()
-        for i in range(0, len(texts), chunk):
-            pipe.entities(texts[i : i + chunk])
-        return len(texts) / (time.perf_counter() - t)
-
     env = dict(kv.split("=", 1) for kv in a.serve_env)
     if a.variant != "auto":
         env["PROMPTBERT_VARIANT"] = a.variant
     rows = []
-    with ServedArtifact(a.artifact, env=env) as url:
+    served = ServedArtifact(a.artifact, env=env)
+    with served as url:
         post_json(f"{url}/tag", {"texts": texts[:4]})
+        meta = post_json(f"{url}/metadata", {})
+        workers = int(meta["workers"])
+        threads = meta["ort_threads_per_worker"] if isinstance(meta["ort_threads_per_worker"], int) else 0
+        print(f"service: {meta['variant']} on {meta['providers']}, {workers} workers x {threads or 'default'} ORT threads, "
+              f"{len(texts)} sentences, {a.per_request} per request", flush=True)
+        reference = Reference(a.artifact, meta["variant"], texts, workers, threads)
+        best, best_layout = reference(0)
+        print(f"in-process best (sorted batches of 32, {best_layout} processes x threads): {best:.1f} sentences/s", flush=True)
         for c in [int(x) for x in a.clients.split(",")]:
             calls0, items0 = adaptive_batches(url)
+            cpu0 = server_cpu_s(served.proc.pid)  # type: ignore[union-attr]
             r = load_clients(url, texts, c, a.per_request)
+            cpu = server_cpu_s(served.proc.pid) - cpu0  # type: ignore[union-attr]
             calls1, items1 = adaptive_batches(url)
-            after = post_json(f"{url}/metadata", {})
             calls = calls1 - calls0
             mean_batch = (items1 - items0) / calls if calls else 1.0  # requests merged per model call
-            same = matched(max(1, round(mean_batch * a.per_request)))
-            r.update({"ratio_vs_in_process": r["sentences_per_s"] / inproc, "model_calls": calls,
-                      "mean_batch": mean_batch, "in_process_same_batches_per_s": same,
-                      "ratio_vs_same_batches": r["sentences_per_s"] / same,
-                      "providers": after["providers"], "variant": after["variant"]})
+            same, same_layout = reference(c * a.per_request)
+            r.update({"model_calls": calls, "mean_batch_requests": mean_batch,
+                      "in_process_best_per_s": best, "in_process_best_layout": best_layout,
+                      "ratio_vs_best": r["sentences_per_s"] / best,
+                      "in_process_same_in_flight_per_s": same, "in_process_same_in_flight_layout": same_layout,
+                      "ratio_vs_same_in_flight": r["sentences_per_s"] / same,
+                      "server_cpu_ms_per_sentence": 1000 * cpu / len(texts),
+                      "client_cpu_ms_per_sentence": 1000 * r["client_cpu_s"] / len(texts)})
             rows.append(r)
-            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s ({r['ratio_vs_in_process'] * 100:5.1f}% of in-process, "
-                  f"{r['ratio_vs_same_batches'] * 100:5.1f}% of in-process in the same batches)  p50 {r['p50_ms']:7.1f} ms  "
-                  f"p95 {r['p95_ms']:7.1f} ms  mean batch {mean_batch:.1f} requests  errors {r['errors']}", flush=True)
+            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s = {r['ratio_vs_best'] * 100:5.1f}% of in-process best, "
+                  f"{r['ratio_vs_same_in_flight'] * 100:5.1f}% of in-process with {c * a.per_request} in flight ({same:.1f}, "
+                  f"{same_layout})  p50 {r['p50_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  {mean_batch:.1f} requests/call  "
+                  f"CPU ms/sentence server {r['server_cpu_ms_per_sentence']:.2f} client {r['client_cpu_ms_per_sentence']:.2f}  "
+                  f"errors {r['errors']}", flush=True)
     out = {"date": now(), "versions": versions(), "artifact": a.artifact, "data": a.data, "split": a.split,
-           "sentences": len(texts), "variant": loaded.variant, "in_process_sentences_per_s": inproc, "service": rows,
-           "serve_env": a.serve_env, "per_request": a.per_request}
+           "sentences": len(texts), "variant": meta["variant"], "providers": meta["providers"], "workers": workers,
+           "ort_threads_per_worker": threads, "in_process_best_per_s": best, "in_process_layouts": reference.cache,
+           "service": rows, "serve_env": a.serve_env, "per_request": a.per_request}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, out)
     print(f"written: {a.out}")
