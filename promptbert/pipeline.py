@@ -57,8 +57,9 @@ class TaggingPipeline:
         owner: list[int] = []
         for si, words in enumerate(sentences):
             for w in self.encoder.encode(list(words)):
-                windows.append(w)
-                owner.append(si)
+                if w.own_end > w.own_start:  # a text without words needs no model run
+                    windows.append(w)
+                    owner.append(si)
         result: list[list[Any]] = [[[] for _ in words] for words in sentences]
         for batch in self._batches(windows):
             chunk = [windows[i] for i in batch]
