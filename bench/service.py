@@ -222,11 +222,13 @@ def main() -> None:
     p.add_argument("--variant", default="auto")
     p.add_argument("--per-request", type=int, default=1, help="sentences per /tag request")
     p.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--empty", action="store_true",
+                   help="send empty texts (no model run): what HTTP and BentoML alone cost a request; no references")
     p.add_argument("--out", default="bench/results/service.json")
     a = p.parse_args()
 
     sentences = load_split(a.data, a.split, a.limit or None)
-    texts = [" ".join(s.words) for s in sentences]
+    texts = ["" if a.empty else " ".join(s.words) for s in sentences]
     env = dict(kv.split("=", 1) for kv in a.serve_env)
     if a.variant != "auto":
         env["PROMPTBERT_VARIANT"] = a.variant
@@ -240,8 +242,10 @@ def main() -> None:
         print(f"service: {meta['variant']} on {meta['providers']}, {workers} workers x {threads or 'default'} ORT threads, "
               f"{len(texts)} sentences, {a.per_request} per request", flush=True)
         reference = Reference(a.artifact, meta["variant"], texts, workers, threads)
-        best, best_layout = reference(0)
-        print(f"in-process best (sorted batches of 32, {best_layout} processes x threads): {best:.1f} sentences/s", flush=True)
+        best, best_layout = (0.0, "-") if a.empty else reference(0)
+        if best:
+            print(f"in-process best (sorted batches of 32, {best_layout} processes x threads): {best:.1f} sentences/s",
+                  flush=True)
         for c in [int(x) for x in a.clients.split(",")]:
             calls0, items0 = adaptive_batches(url)
             cpu0 = server_cpu_s(served.proc.pid)  # type: ignore[union-attr]
@@ -250,24 +254,25 @@ def main() -> None:
             calls1, items1 = adaptive_batches(url)
             calls = calls1 - calls0
             mean_batch = (items1 - items0) / calls if calls else 1.0  # requests merged per model call
-            same, same_layout = reference(c * a.per_request)
+            same, same_layout = (0.0, "-") if a.empty else reference(c * a.per_request)
             r.update({"model_calls": calls, "mean_batch_requests": mean_batch,
-                      "in_process_best_per_s": best, "in_process_best_layout": best_layout,
-                      "ratio_vs_best": r["sentences_per_s"] / best,
-                      "in_process_same_in_flight_per_s": same, "in_process_same_in_flight_layout": same_layout,
-                      "ratio_vs_same_in_flight": r["sentences_per_s"] / same,
+                      "in_process_best_per_s": best or None, "in_process_best_layout": best_layout,
+                      "ratio_vs_best": r["sentences_per_s"] / best if best else None,
+                      "in_process_same_in_flight_per_s": same or None, "in_process_same_in_flight_layout": same_layout,
+                      "ratio_vs_same_in_flight": r["sentences_per_s"] / same if same else None,
                       "server_cpu_ms_per_sentence": 1000 * cpu / len(texts),
                       "client_cpu_ms_per_sentence": 1000 * r["client_cpu_s"] / len(texts)})
             rows.append(r)
-            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s = {r['ratio_vs_best'] * 100:5.1f}% of in-process best, "
-                  f"{r['ratio_vs_same_in_flight'] * 100:5.1f}% of in-process with {c * a.per_request} in flight ({same:.1f}, "
-                  f"{same_layout})  p50 {r['p50_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  {mean_batch:.1f} requests/call  "
-                  f"CPU ms/sentence server {r['server_cpu_ms_per_sentence']:.2f} client {r['client_cpu_ms_per_sentence']:.2f}  "
-                  f"errors {r['errors']}", flush=True)
+            versus = (f" = {r['ratio_vs_best'] * 100:5.1f}% of in-process best, {r['ratio_vs_same_in_flight'] * 100:5.1f}% "
+                      f"of in-process with {c * a.per_request} in flight ({same:.1f}, {same_layout})" if best else "")
+            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s{versus}  p50 {r['p50_ms']:6.1f} ms  "
+                  f"p95 {r['p95_ms']:6.1f} ms  {mean_batch:.1f} requests/call  CPU ms/sentence server "
+                  f"{r['server_cpu_ms_per_sentence']:.2f} client {r['client_cpu_ms_per_sentence']:.2f}  errors {r['errors']}",
+                  flush=True)
     out = {"date": now(), "versions": versions(), "artifact": a.artifact, "data": a.data, "split": a.split,
            "sentences": len(texts), "variant": meta["variant"], "providers": meta["providers"], "workers": workers,
-           "ort_threads_per_worker": threads, "in_process_best_per_s": best, "in_process_layouts": reference.cache,
-           "service": rows, "serve_env": a.serve_env, "per_request": a.per_request}
+           "ort_threads_per_worker": threads, "in_process_best_per_s": best or None, "in_process_layouts": reference.cache,
+           "service": rows, "serve_env": a.serve_env, "per_request": a.per_request, "empty_texts": a.empty}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, out)
     print(f"written: {a.out}")

@@ -35,4 +35,17 @@ def test_service_bench_table_and_json(tiny_artifact, tiny_corpus, tmp_path):
     data = json.loads(out.read_text())
     assert [row["clients"] for row in data["service"]] == [1, 4]
     assert all(row["errors"] == 0 and row["sentences_per_s"] > 0 for row in data["service"])
-    assert data["sentences"] == 8 and "% of in-process" in r.stdout
+    assert data["sentences"] == 8 and "% of in-process best" in r.stdout
+    assert all(row["ratio_vs_same_in_flight"] > 0 and row["server_cpu_ms_per_sentence"] > 0 for row in data["service"])
+
+
+def test_service_bench_empty_texts_measure_the_server_alone(tiny_artifact, tiny_corpus, tmp_path):
+    out = tmp_path / "empty.json"
+    r = run("bench/service.py", "--artifact", str(tiny_artifact), "--data", str(tiny_corpus), "--split", "train",
+            "--clients", "2", "--empty", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(out.read_text())
+    (row,) = data["service"]
+    assert data["empty_texts"] and data["in_process_best_per_s"] is None and row["ratio_vs_best"] is None
+    assert row["errors"] == 0 and row["model_calls"] > 0 and row["server_cpu_ms_per_sentence"] > 0
+    assert "in-process" not in r.stdout
