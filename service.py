@@ -28,6 +28,19 @@ CONFIG = ServeConfig.from_env()
 GPU = CONFIG.device == "cuda" or (CONFIG.device == "auto" and cuda_available())
 WORKERS = CONFIG.resolved_workers(GPU)
 THREADS = CONFIG.resolved_threads(WORKERS)
+
+
+def _tracing_exporter() -> str | None:
+    """The tracing exporter of BentoML's configuration (BENTOML_CONFIG), if any."""
+    try:
+        from bentoml._internal.configuration.containers import BentoMLContainer
+
+        return BentoMLContainer.config.tracing.exporter_type.get()
+    except Exception:  # noqa: BLE001 -- a private API: if it moves, keep tracing on rather than guess
+        return "unknown"
+
+
+TRACING = CONFIG.tracing_enabled(_tracing_exporter())
 EXAMPLE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union budget."
 log = logging.getLogger("bentoml.service.promptbert")
 
@@ -65,6 +78,8 @@ class Entity(BaseModel):
     name="promptbert",
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
     workers=WORKERS,
+    logging={"access": {"enabled": CONFIG.access_log}},
+    **({} if TRACING else {"tracing": {"excluded_urls": [".*"]}}),  # see ServeConfig.tracing_enabled
 )
 class PromptBertNER:
     def __init__(self) -> None:
@@ -79,8 +94,8 @@ class PromptBertNER:
         self._lock = threading.Lock()
         self.pipe.entities([EXAMPLE])  # warm-up: /readyz turns green only after a real inference
         self.ready = True
-        log.info("promptbert: %s variant on %s, loaded and warmed up in %.1fs",
-                 self.loaded.variant, self.loaded.providers, time.perf_counter() - t0)
+        log.info("promptbert: %s variant on %s, loaded and warmed up in %.1fs; tracing %s",
+                 self.loaded.variant, self.loaded.providers, time.perf_counter() - t0, "on" if TRACING else "off")
 
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
@@ -135,6 +150,8 @@ class PromptBertNER:
             "default_aggregation": self.default_strategy,
             "versions": m.get("versions", {}),
             "workers": WORKERS,
+            "tracing": TRACING,
+            "access_log": CONFIG.access_log,
             "ort_threads_per_worker": THREADS or "ORT default",
             "limits": {"max_batch_size": CONFIG.max_batch_size, "max_latency_ms": CONFIG.max_latency_ms,
                        "max_items": CONFIG.max_items, "max_chars": CONFIG.max_chars, "inline_chars": CONFIG.inline_chars,

@@ -40,6 +40,8 @@ class ServeConfig:
     aggregation: str = ""  # default strategy; empty = the one that scored best at export
     max_concurrency: int = 256  # past this many in-flight requests -> 429
     inline_chars: int = 4000  # batches up to this many characters run on the event loop, bigger ones in a thread
+    access_log: bool = True  # one log line per request (costs ~0.07 ms of CPU a request, measured)
+    tracing: str = "auto"  # OpenTelemetry spans per request: auto (on iff BentoML has a tracing exporter), on, off
     keepalive_requests: int = 100  # with several workers: close a keep-alive connection after ~N requests (0: never)
     timeout_s: int = 60  # request timeout -> 504
 
@@ -55,6 +57,8 @@ class ServeConfig:
                 raise ConfigError(f"{name}: must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device: must be auto, cpu or cuda, got {self.device!r}")
+        if self.tracing not in ("auto", "on", "off"):
+            raise ConfigError(f"tracing: must be auto, on or off, got {self.tracing!r}")
         if self.aggregation and self.aggregation not in STRATEGIES:
             raise ConfigError(f"aggregation: must be one of {', '.join(STRATEGIES)}")
 
@@ -72,6 +76,13 @@ class ServeConfig:
         if self.threads:
             return self.threads
         return 1 if workers > 1 else 0
+
+    def tracing_enabled(self, exporter: str | None) -> bool:
+        """Whether requests go through BentoML's OpenTelemetry middleware. Without an exporter its
+        spans go nowhere, yet it cost 0.4-0.5 ms of CPU a request (measured with empty texts: 1.0 ->
+        0.57 ms, 1,700 -> 2,900 requests/s on 2 cores), a fifth of a CoNLL sentence's whole cost.
+        Off also drops the ``X-BentoML-Request-ID`` header, which is the span's id."""
+        return self.tracing == "on" or (self.tracing == "auto" and exporter is not None)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServeConfig:

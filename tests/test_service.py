@@ -27,6 +27,7 @@ def test_serve_config_from_env():
         ServeConfig.from_env({"PROMPTBERT_DEVICE": "tpu"})
     # Booleans are parsed, not bool("0") == True.
     assert ServeConfig.from_env({"PROMPTBERT_ORT_SPINNING": "0"}).ort_spinning is False
+    assert ServeConfig.from_env({"PROMPTBERT_ACCESS_LOG": "off"}).access_log is False and ServeConfig().access_log
     assert ServeConfig.from_env({"PROMPTBERT_ORT_SPINNING": "true"}).ort_spinning is True
     with pytest.raises(ConfigError, match="PROMPTBERT_ORT_SPINNING: expected a boolean"):
         ServeConfig.from_env({"PROMPTBERT_ORT_SPINNING": "maybe"})
@@ -41,6 +42,11 @@ def test_serve_config_from_env():
     assert fixed.resolved_workers(gpu=True) == 3 and fixed.resolved_threads(3) == 2
     with pytest.raises(ConfigError, match="keepalive_requests"):
         ServeConfig(keepalive_requests=-1)
+    # Tracing: auto follows BentoML's exporter; on/off force it.
+    assert not ServeConfig().tracing_enabled(None) and ServeConfig().tracing_enabled("otlp")
+    assert ServeConfig(tracing="on").tracing_enabled(None) and not ServeConfig(tracing="off").tracing_enabled("otlp")
+    with pytest.raises(ConfigError, match="tracing: must be auto, on or off"):
+        ServeConfig.from_env({"PROMPTBERT_TRACING": "yes"})
 
 
 def test_keepalive_budget_closes_about_one_connection_in_n():
@@ -161,6 +167,13 @@ def test_inline_and_threaded_inference_agree(client, monkeypatch):
     threaded = client.post("/tag", json=body).json()
     one = client.post("/tag_text", json={"text": TEXTS[1]}).json()
     assert inline == threaded and one == threaded[1] and any(threaded)
+
+
+def test_requests_skip_tracing_without_an_exporter(client):
+    """No exporter configured (tests): /tag skips BentoML's OpenTelemetry middleware, whose span id is the request id."""
+    r = client.post("/tag", json={"texts": ["John Smith visited Paris."]})
+    assert r.status_code == 200 and "x-bentoml-request-id" not in r.headers
+    assert client.post("/metadata", json={}).json()["tracing"] is False
 
 
 def test_several_workers_close_keepalive_connections(client):
