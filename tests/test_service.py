@@ -231,3 +231,20 @@ def test_real_bentoml_serve_batches_and_matches_predict(tiny_artifact):
 
     assert approx(predict(TEXTS)) == single
     assert approx(predict(texts)) == answers
+
+
+@pytest.mark.slow
+def test_a_configured_tracing_exporter_turns_tracing_on(tiny_artifact, tmp_path):
+    """`bentoml serve` with a BentoML config that has an exporter: spans (and their request ids) are back."""
+    import urllib.request
+
+    from promptbert.launch import ServedArtifact, post_json
+
+    config = tmp_path / "bentoml.yaml"
+    config.write_text("tracing:\n  exporter_type: in_memory\n  sample_rate: 1.0\n")
+    with ServedArtifact(tiny_artifact, env={"BENTOML_CONFIG": str(config), "PROMPTBERT_WORKERS": "1"}) as url:
+        req = urllib.request.Request(f"{url}/tag", data=json.dumps({"texts": TEXTS[:2]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.status == 200 and r.headers.get("x-bentoml-request-id")
+        assert post_json(f"{url}/metadata", {})["tracing"] is True
