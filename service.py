@@ -41,6 +41,7 @@ def _tracing_exporter() -> str | None:
 
 
 TRACING = CONFIG.tracing_enabled(_tracing_exporter())
+KEEPALIVE_REQUESTS = CONFIG.keepalive_requests if WORKERS > 1 else 0  # one worker: nothing to balance
 EXAMPLE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union budget."
 log = logging.getLogger("bentoml.service.promptbert")
 
@@ -155,7 +156,7 @@ class PromptBertNER:
             "ort_threads_per_worker": THREADS or "ORT default",
             "limits": {"max_batch_size": CONFIG.max_batch_size, "max_latency_ms": CONFIG.max_latency_ms,
                        "max_items": CONFIG.max_items, "max_chars": CONFIG.max_chars, "inline_chars": CONFIG.inline_chars,
-                       "keepalive_requests": CONFIG.keepalive_requests if WORKERS > 1 else 0},
+                       "keepalive_requests": KEEPALIVE_REQUESTS},
             "batch_sizes_seen": sizes,
         }
 
@@ -165,5 +166,5 @@ class PromptBertNER:
 for _api in PromptBertNER.apis.values():
     _api.output_spec.media_type = "application/json"
 
-if WORKERS > 1 and CONFIG.keepalive_requests:  # one worker: nothing to balance
-    PromptBertNER.add_asgi_middleware(KeepAliveBudget, every=CONFIG.keepalive_requests)
+if KEEPALIVE_REQUESTS:
+    PromptBertNER.add_asgi_middleware(KeepAliveBudget, every=KEEPALIVE_REQUESTS)

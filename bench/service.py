@@ -76,12 +76,12 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
     except ImportError:
         pass
     host, port = url.split("//", 1)[1].rsplit(":", 1)
-    bodies, sizes = [], []
+    requests = []  # (request bytes, sentences in it)
     for i in range(0, len(texts), per_request):
-        body = json.dumps({"texts": texts[i : i + per_request]}).encode()
-        sizes.append(len(texts[i : i + per_request]))
-        bodies.append(b"POST /tag HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                      % (host.encode(), len(body), body))
+        chunk = texts[i : i + per_request]
+        body = json.dumps({"texts": chunk}).encode()
+        requests.append((b"POST /tag HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (host.encode(), len(body), body), len(chunk)))
 
     async def run() -> dict:
         lat: list[float] = []
@@ -91,8 +91,8 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
         async def worker() -> None:
             nonlocal nxt, errors, reconnects, done
             reader = writer = None
-            while nxt < len(bodies):
-                request, size = bodies[nxt], sizes[nxt]
+            while nxt < len(requests):
+                request, size = requests[nxt]
                 nxt += 1
                 t0 = time.perf_counter()
                 try:
@@ -127,17 +127,27 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
     conn.send(asyncio.run(run()))
 
 
-def load_clients(url: str, texts: list[str], clients: int, per_request: int = 1) -> dict:
-    """Run the clients in a separate process (their CPU is not the server's GIL) and wait for the result."""
+def _in_processes(target: Any, args: list[tuple]) -> list[Any]:
+    """Run ``target(*a, conn)`` for each ``a`` in its own spawned process; what each sends back, in order."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_client_main, args=(url, texts, clients, per_request, child))
-    proc.start()
-    result = parent.recv()
-    proc.join()
-    return result
+    pipes, procs = [], []
+    for a in args:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=target, args=(*a, child))
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    results = [c.recv() for c in pipes]
+    for proc in procs:
+        proc.join()
+    return results
+
+
+def load_clients(url: str, texts: list[str], clients: int, per_request: int = 1) -> dict:
+    """Run the clients in a separate process (their CPU is not the server's GIL) and wait for the result."""
+    return _in_processes(_client_main, [(url, texts, clients, per_request)])[0]
 
 
 def _in_process_worker(artifact: str, variant: str, threads: int, texts: list[str], chunk: int, barrier: Any,
@@ -165,18 +175,9 @@ def in_process(artifact: str, variant: str, texts: list[str], procs: int, thread
     """
     import multiprocessing as mp
 
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(procs)
-    pipes, workers = [], []
-    for k in range(procs):
-        parent, child = ctx.Pipe()
-        w = ctx.Process(target=_in_process_worker, args=(artifact, variant, threads, texts[k::procs], chunk, barrier, child))
-        w.start()
-        pipes.append(parent)
-        workers.append(w)
-    walls = [c.recv() for c in pipes]
-    for w in workers:
-        w.join()
+    barrier = mp.get_context("spawn").Barrier(procs)
+    walls = _in_processes(_in_process_worker,
+                          [(artifact, variant, threads, texts[k::procs], chunk, barrier) for k in range(procs)])
     return len(texts) / max(walls)
 
 
