@@ -88,7 +88,8 @@ class PromptBertNER:
         self.artifact = Artifact(CONFIG.artifact)
         self.pipe, self.loaded = self.artifact.pipeline(
             CONFIG.variant, CONFIG.device, THREADS or None, CONFIG.ort_spinning,
-            max_batch_tokens=CONFIG.max_batch_tokens, max_batch_items=None, max_pad_ratio=CONFIG.max_pad_ratio,
+            max_batch_tokens=CONFIG.max_batch_tokens, max_batch_items=None,
+            call_cost=CONFIG.batch_cost(),
         )
         self.default_strategy = CONFIG.aggregation or self.artifact.manifest.get("best_aggregation", "first")
         self.batch_sizes: Counter[int] = Counter()

@@ -13,7 +13,7 @@ import numpy as np
 
 from .data import split_words
 from .decoding import aggregate_word, check_strategy, entities_from_groups, group_units, softmax
-from .encoding import PromptEncoder, Window, batch_arrays, token_budget_batches
+from .encoding import DEFAULT_CALL_COST, CallCost, PromptEncoder, Window, batch_arrays, token_budget_batches
 from .errors import InputError
 from .labels import LabelMap
 
@@ -32,7 +32,7 @@ class TaggingPipeline:
         max_batch_items: int | None = 64,
         sort_by_length: bool = True,
         head_cached: bool = False,
-        max_pad_ratio: float | None = 1.5,
+        call_cost: CallCost | None = DEFAULT_CALL_COST,
     ) -> None:
         self.encoder = encoder
         self.labels = labels
@@ -40,14 +40,14 @@ class TaggingPipeline:
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_items = max_batch_items
         self.sort_by_length = sort_by_length
-        self.max_pad_ratio = max_pad_ratio  # see token_budget_batches
+        self.call_cost = call_cost  # see token_budget_batches
         # Prompt-isolated models cache the [CLS] prompt [SEP] head: the backend sees only the text part.
         self.skip = len(encoder.head_ids) if head_cached else 0
 
     def _batches(self, windows: list[Window]) -> list[list[int]]:
         if self.sort_by_length:
             lengths = [len(w.input_ids) - self.skip for w in windows]
-            return token_budget_batches(lengths, self.max_batch_tokens, self.max_batch_items, self.max_pad_ratio)
+            return token_budget_batches(lengths, self.max_batch_tokens, self.max_batch_items, self.call_cost)
         size = self.max_batch_items or len(windows)
         return [list(range(i, min(i + size, len(windows)))) for i in range(0, len(windows), size)]
 

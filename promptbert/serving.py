@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .decoding import STRATEGIES
+from .encoding import DEFAULT_CALL_COST, CallCost
 from .errors import ConfigError
 
 ENV_PREFIX = "PROMPTBERT_"
@@ -33,7 +34,8 @@ class ServeConfig:
     max_items: int = 64  # most texts in one request
     max_chars: int = 10000  # most characters in one text
     max_batch_tokens: int = 8192  # token budget of one ONNX Runtime call inside a batch
-    max_pad_ratio: float = 1.5  # inside a batch, a text longer than this x the shortest of its group starts a new call
+    call_cost: float = DEFAULT_CALL_COST.per_call  # fixed cost of one ORT call, in padded tokens (encoding.CallCost)
+    row_cost: float = DEFAULT_CALL_COST.per_row  # fixed cost of one text in a call, in padded tokens
     threads: int = 0  # ORT intra-op threads per worker (0: auto -- 1 with several workers, else ORT's default)
     workers: int = 0  # service processes, each with its own model (0: auto -- one per core on CPU, 1 on a GPU)
     ort_spinning: bool = False  # let ORT threads busy-wait between runs (faster alone, steals CPU from the HTTP loop)
@@ -50,9 +52,7 @@ class ServeConfig:
                      "timeout_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1")
-        if self.max_pad_ratio < 1.0:
-            raise ConfigError(f"max_pad_ratio: must be >= 1, got {self.max_pad_ratio}")
-        for name in ("workers", "threads", "keepalive_requests", "inline_chars"):
+        for name in ("workers", "threads", "keepalive_requests", "inline_chars", "call_cost", "row_cost"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -61,6 +61,10 @@ class ServeConfig:
             raise ConfigError(f"tracing: must be auto, on or off, got {self.tracing!r}")
         if self.aggregation and self.aggregation not in STRATEGIES:
             raise ConfigError(f"aggregation: must be one of {', '.join(STRATEGIES)}")
+
+    def batch_cost(self) -> CallCost:
+        """The cost model that cuts a batch into ONNX Runtime calls (encoding.token_budget_batches)."""
+        return CallCost(self.call_cost, self.row_cost)
 
     def resolved_workers(self, gpu: bool) -> int:
         """On CPU one worker per core, each with one ORT thread: the HTTP/JSON side of every request then

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from promptbert.encoding import IGNORE_INDEX, PromptEncoder, batch_arrays, load_tokenizer, token_budget_batches
+from promptbert.encoding import (
+    IGNORE_INDEX,
+    CallCost,
+    PromptEncoder,
+    batch_arrays,
+    load_tokenizer,
+    token_budget_batches,
+)
 from promptbert.errors import ConfigError
 
 
@@ -87,22 +94,55 @@ def test_batch_arrays_pad_and_mask(tok):
     assert arr["token_type_ids"][1].tolist() == b.token_type_ids
 
 
-def test_token_budget_batches_cover_everything_and_respect_budget():
-    lengths = [5, 50, 7, 49, 6, 100, 8]
-    batches = token_budget_batches(lengths, max_tokens=100, max_items=3, max_pad_ratio=None)
+@pytest.mark.parametrize("cost", [None, CallCost(), CallCost(0.0, 0.0), CallCost(1000.0, 0.0)])
+def test_token_budget_batches_cover_everything_and_respect_budget(cost):
+    lengths = [5, 50, 7, 49, 6, 100, 8, 3, 3, 60]
+    batches = token_budget_batches(lengths, max_tokens=100, max_items=3, cost=cost)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for b in batches:
         assert len(b) <= 3
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 100
 
 
-def test_token_budget_batches_do_not_pad_short_items_to_long_ones():
+def _modelled(batches, lengths, cost):
+    return sum(cost.per_call + len(b) * (cost.per_row + max(lengths[i] for i in b)) for b in batches)
+
+
+def _cheapest_by_brute_force(lengths, cost, max_tokens):
+    """Every way to cut the sorted order into consecutive calls."""
+    s = sorted(lengths)
+    best = float("inf")
+    for mask in range(2 ** (len(s) - 1)):
+        cuts = [0, *[i + 1 for i in range(len(s) - 1) if mask >> i & 1], len(s)]
+        calls = [s[a:b] for a, b in zip(cuts, cuts[1:])]
+        if all(len(c) == 1 or len(c) * c[-1] <= max_tokens for c in calls):
+            best = min(best, sum(cost.per_call + len(c) * (cost.per_row + c[-1]) for c in calls))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_token_budget_batches_find_the_cheapest_cut(seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 60, size=9).tolist()
+    cost = CallCost(per_call=float(rng.uniform(0, 30)), per_row=float(rng.uniform(0, 5)))
+    batches = token_budget_batches(lengths, max_tokens=150, cost=cost)
+    assert _modelled(batches, lengths, cost) == pytest.approx(_cheapest_by_brute_force(lengths, cost, 150))
+
+
+def test_token_budget_batches_trade_calls_against_padding():
     lengths = [10, 12, 14, 16, 30, 40, 44]
-    assert token_budget_batches(lengths, max_tokens=10_000, max_pad_ratio=None) == [list(range(7))]
-    batches = token_budget_batches(lengths, max_tokens=10_000, max_pad_ratio=1.5)
-    assert batches == [[0, 1, 2], [3], [4, 5, 6]]  # 16 > 1.5 x 10; 30 > 1.5 x 16; 44 <= 1.5 x 30
-    for b in batches:
-        assert max(lengths[i] for i in b) <= 1.5 * min(lengths[i] for i in b)
+    assert token_budget_batches(lengths, max_tokens=10_000, cost=None) == [list(range(7))]
+    # cheap calls: short texts are not padded to long ones
+    assert token_budget_batches(lengths, max_tokens=10_000, cost=CallCost(6.5, 2.1)) == [[0, 1], [2, 3], [4], [5, 6]]
+    # calls free: no padding at all; calls dear: one call
+    assert token_budget_batches(lengths, max_tokens=10_000, cost=CallCost(0.0, 0.0)) == [[i] for i in range(7)]
+    assert token_budget_batches(lengths, max_tokens=10_000, cost=CallCost(1000.0, 2.1)) == [list(range(7))]
+    assert token_budget_batches([], max_tokens=100) == []
+
+
+def test_call_cost_rejects_negative_costs():
+    with pytest.raises(ConfigError):
+        CallCost(per_call=-1.0)
 
 
 def test_a_padding_tokenizer_does_not_leak_pads_into_the_prompt(tiny_base):

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from promptbert.encoding import CallCost
 from promptbert.errors import ConfigError
 from promptbert.serving import ServeConfig
 
@@ -47,6 +48,10 @@ def test_serve_config_from_env():
     assert ServeConfig(tracing="on").tracing_enabled(None) and not ServeConfig(tracing="off").tracing_enabled("otlp")
     with pytest.raises(ConfigError, match="tracing: must be auto, on or off"):
         ServeConfig.from_env({"PROMPTBERT_TRACING": "yes"})
+    # The cost model that cuts a batch into ORT calls: per call and per row, in padded tokens.
+    assert ServeConfig.from_env({"PROMPTBERT_CALL_COST": "200", "PROMPTBERT_ROW_COST": "0"}).batch_cost() == CallCost(200.0, 0.0)
+    with pytest.raises(ConfigError, match="call_cost"):
+        ServeConfig.from_env({"PROMPTBERT_CALL_COST": "-1"})
 
 
 def test_keepalive_budget_closes_about_one_connection_in_n():
@@ -155,6 +160,11 @@ def test_tag_text_options(client):
     assert all(e["score"] >= 0.99 for e in high)
 
 
+def approx(rows):
+    """Entities with scores compared to 1e-4: dynamic int8 depends slightly on what shares a call."""
+    return [[{**e, "score": pytest.approx(e["score"], abs=1e-4)} for e in row] for row in rows]
+
+
 def test_inline_and_threaded_inference_agree(client, monkeypatch):
     """Small batches run on the event loop, big ones in a thread: same answers either way."""
     import dataclasses
@@ -166,7 +176,8 @@ def test_inline_and_threaded_inference_agree(client, monkeypatch):
     monkeypatch.setattr(service, "CONFIG", dataclasses.replace(service.CONFIG, inline_chars=0))
     threaded = client.post("/tag", json=body).json()
     one = client.post("/tag_text", json={"text": TEXTS[1]}).json()
-    assert inline == threaded and one == threaded[1] and any(threaded)
+    assert inline == threaded and any(threaded)
+    assert approx([one]) == [threaded[1]]  # int8: its scale spans the call, and alone it is another call
 
 
 def test_requests_skip_tracing_without_an_exporter(client):
@@ -225,9 +236,6 @@ def test_real_bentoml_serve_batches_and_matches_predict(tiny_artifact):
                             "--variant", "fp32"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
-
-    def approx(rows):
-        return [[{**e, "score": pytest.approx(e["score"], abs=1e-4)} for e in row] for row in rows]
 
     assert approx(predict(TEXTS)) == single
     assert approx(predict(texts)) == answers
