@@ -11,6 +11,7 @@ options), POST /metadata; BentoML's own /livez, /readyz and /metrics.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -158,6 +159,7 @@ class PromptBertNER:
             "limits": {"max_batch_size": CONFIG.max_batch_size, "max_latency_ms": CONFIG.max_latency_ms,
                        "max_items": CONFIG.max_items, "max_chars": CONFIG.max_chars, "inline_chars": CONFIG.inline_chars,
                        "keepalive_requests": KEEPALIVE_REQUESTS},
+            "call_cost": dataclasses.asdict(self.pipe.call_cost) if self.pipe.call_cost else None,
             "batch_sizes_seen": sizes,
         }
 

@@ -95,6 +95,7 @@ def client(tiny_artifact):
     mp.setenv("PROMPTBERT_MAX_ITEMS", "8")
     mp.setenv("PROMPTBERT_WORKERS", "2")  # the import-time wiring of several workers (ASGI runs in this process)
     mp.setenv("PROMPTBERT_KEEPALIVE_REQUESTS", "1")  # every response closes its connection: visible below
+    mp.setenv("PROMPTBERT_CALL_COST", "20")  # reaches the pipeline: /metadata says so
     import service
 
     importlib.reload(service)  # settings are read at import
@@ -199,6 +200,7 @@ def test_metadata_reports_model_and_provider(client, tiny_artifact):
     assert m["variant"] == "int8" and m["providers"] == ["CPUExecutionProvider"]
     assert m["prompt"]["fingerprint"] == manifest["prompt"]["fingerprint"]
     assert m["entity_types"] == ["PER", "ORG", "LOC", "MISC"] and m["default_aggregation"] in ("first", "average", "max")
+    assert m["call_cost"] == {"per_call": 20.0, "per_row": 2.1}
     assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
 
 
