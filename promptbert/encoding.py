@@ -244,7 +244,7 @@ def token_budget_batches(
     arrival-order chunks of 8 / 32 / 64: ``bench/batching.py``.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    if cost is None:
+    if cost is None or len(lengths) < 2:  # one text (the common request) has nothing to cut: skip numpy
         batches: list[list[int]] = []
         for i in order:
             if batches and (len(batches[-1]) + 1) * lengths[i] <= max_tokens and not (
