@@ -50,8 +50,10 @@ def pad_ratio_batches(lengths: list[int], max_tokens: int, max_items: int | None
     return batches
 
 
-def fit_call_cost(logits_fn, repeats: int) -> tuple[CallCost, list[dict]]:
-    """Median time of one call per grid point; least squares on relative error."""
+def fit_call_cost(logits_fn, repeats: int) -> tuple[CallCost, dict[str, float], list[dict]]:
+    """Median time of one call per grid point; least squares on relative error.
+
+    Returns the fit in padded tokens, the fit in ms, and the grid with each point's fitted time."""
     rng = np.random.default_rng(0)
     grid = []
     for rows in ROWS:
@@ -73,9 +75,10 @@ def fit_call_cost(logits_fn, repeats: int) -> tuple[CallCost, list[dict]]:
     (a, b, c), *_ = np.linalg.lstsq(x / y[:, None], np.ones_like(y), rcond=None)
     for g, pred in zip(grid, x @ np.array([a, b, c])):
         g["fit_ms"] = float(pred)
+        g["error"] = abs(g["fit_ms"] - g["ms"]) / g["ms"]
     per_token = max(float(c), 1e-9)
     fitted = CallCost(per_call=round(max(float(a), 0.0) / per_token, 1), per_row=round(max(float(b), 0.0) / per_token, 1))
-    return fitted, [{**g, "per_call_ms": float(a), "per_row_ms": float(b), "per_token_ms": float(c)} for g in grid]
+    return fitted, {"per_call": float(a), "per_row": float(b), "per_token": float(c)}, grid
 
 
 def throughput(pipe, texts: list[str], chunk: int, policy) -> float:
@@ -108,15 +111,13 @@ def main() -> None:
     from promptbert.runtime import Artifact
 
     pipe, loaded = Artifact(a.artifact).pipeline(a.variant, a.device, a.threads or None, max_batch_items=None)
-    fitted, grid = fit_call_cost(pipe.logits_fn, a.repeats)
-    g0 = grid[0]
+    fitted, ms, grid = fit_call_cost(pipe.logits_fn, a.repeats)
+    errors = [g["error"] for g in grid]
     print(f"{loaded.variant} on {loaded.providers}, {a.threads or 'default'} ORT threads")
-    print(f"one call = {g0['per_call_ms']:.3f} ms + {g0['per_row_ms']:.3f} ms a row + {g0['per_token_ms']:.4f} ms a "
+    print(f"one call = {ms['per_call']:.3f} ms + {ms['per_row']:.3f} ms a row + {ms['per_token']:.4f} ms a "
           f"padded token  ->  CallCost(per_call={fitted.per_call}, per_row={fitted.per_row}) in padded tokens "
           f"(default {DEFAULT_CALL_COST.per_call}, {DEFAULT_CALL_COST.per_row})")
-    worst = max(abs(g["fit_ms"] - g["ms"]) / g["ms"] for g in grid)
-    print(f"fit over {len(grid)} shapes: worst error {100 * worst:.0f}%, mean "
-          f"{100 * np.mean([abs(g['fit_ms'] - g['ms']) / g['ms'] for g in grid]):.0f}%\n")
+    print(f"fit over {len(grid)} shapes: worst error {100 * max(errors):.0f}%, mean {100 * np.mean(errors):.0f}%\n")
 
     texts = [" ".join(s.words) for s in load_split(a.data, a.split, a.limit or None)]
     policies = {
@@ -139,7 +140,7 @@ def main() -> None:
               flush=True)
     out = {"date": now(), "versions": versions(), "artifact": a.artifact, "data": a.data, "split": a.split,
            "sentences": len(texts), "variant": loaded.variant, "providers": loaded.providers,
-           "threads": a.threads or "default", "fitted": {"per_call": fitted.per_call, "per_row": fitted.per_row},
+           "threads": a.threads or "default", "fitted": {"per_call": fitted.per_call, "per_row": fitted.per_row}, "fit_ms": ms,
            "default": {"per_call": DEFAULT_CALL_COST.per_call, "per_row": DEFAULT_CALL_COST.per_row},
            "grid": grid, "sentences_per_s": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
