@@ -5,7 +5,12 @@
 
 Each client sends one sentence per /tag request (``--per-request N``: N sentences), back to back
 (closed loop) on its own keep-alive connection; all clients run in one separate process, a bare
-asyncio HTTP client whose CPU time is reported (it shares the cores with the server here).
+asyncio HTTP client whose CPU time is reported (it shares the cores with the server here). The
+clients go through the stream ``--passes`` times. Throughput is reported twice: over the whole run,
+and over its steady part -- from the moment every client has had its first answer (connections
+open, workers warm) to the moment the last request goes out (after it clients only drop away: a
+finite benchmark's drain, which a service under continuous load never sees). The ratios use the
+steady figure.
 
 References, no HTTP, same artifact and variant, each the faster of two layouts (one process with
 ORT's default threads; the service's workers x ORT threads, as processes working in parallel):
@@ -13,6 +18,7 @@ ORT's default threads; the service's workers x ORT threads, as processes working
   service can batch, the ceiling;
 - same in flight: the stream tagged clients x per-request sentences at a time in arrival order --
   what an in-process caller with as much work outstanding as the clients does.
+With several processes a reference is the sum of each process's own rate (no drain either).
 Server CPU (serve process and workers) and client CPU per sentence are reported. Clients and
 server share this machine's cores, so on 2 cores the ratios are lower bounds.
 ``--serve-env KEY=VALUE`` sets service settings (e.g. PROMPTBERT_WORKERS=1). Prints a table, writes JSON.
@@ -57,6 +63,16 @@ async def _read_response(reader: Any) -> tuple[int, bool]:
     return status, close
 
 
+def steady_rate(finished: list[tuple[float, int]], warm: float, drain: float) -> float | None:
+    """Sentences/s answered after ``warm`` and up to ``drain``: the part of a closed-loop run where
+    exactly ``clients`` requests are outstanding. None when that window is empty or holds too few
+    answers to mean anything (a tiny run)."""
+    inside = [n for t, n in finished if warm < t <= drain]
+    if drain <= warm or len(inside) < 2:
+        return None
+    return sum(inside) / (drain - warm)
+
+
 def _client_main(url: str, texts: list[str], clients: int, per_request: int, conn: Any) -> None:
     """Closed-loop clients, each on its own keep-alive connection, in their own process.
 
@@ -85,16 +101,22 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
 
     async def run() -> dict:
         lat: list[float] = []
+        finished: list[tuple[float, int]] = []  # (answered at, sentences)
+        first_answer: list[float] = []  # per client
         errors = reconnects = done = 0
         nxt = 0
+        drain = 0.0
 
         async def worker() -> None:
-            nonlocal nxt, errors, reconnects, done
+            nonlocal nxt, errors, reconnects, done, drain
             reader = writer = None
+            answered = False
             while nxt < len(requests):
                 request, size = requests[nxt]
                 nxt += 1
                 t0 = time.perf_counter()
+                if nxt == len(requests):
+                    drain = t0
                 try:
                     if writer is None:
                         reader, writer = await asyncio.open_connection(host, int(port))
@@ -103,8 +125,13 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
                 except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, IndexError):
                     status, close = 0, True
                 if status == 200:
-                    lat.append(time.perf_counter() - t0)
+                    t1 = time.perf_counter()
+                    lat.append(t1 - t0)
+                    finished.append((t1, size))
                     done += size
+                    if not answered:
+                        answered = True
+                        first_answer.append(t1)
                 else:
                     errors += 1
                 if close and writer is not None:
@@ -119,7 +146,9 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
         await asyncio.gather(*(worker() for _ in range(clients)))
         total = time.perf_counter() - t0
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        return {"clients": clients, "texts_per_request": per_request, "sentences_per_s": done / total,
+        steady = steady_rate(finished, max(first_answer, default=t0), drain)
+        return {"clients": clients, "texts_per_request": per_request, "sentences_per_s": steady or done / total,
+                "whole_run_sentences_per_s": done / total, "steady": steady is not None,
                 "requests_per_s": len(lat) / total, "p50_ms": float(np.percentile(lat, 50) * 1000),
                 "p95_ms": float(np.percentile(lat, 95) * 1000), "errors": errors, "reconnects": reconnects,
                 "seconds": total, "client_cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)}
@@ -168,7 +197,8 @@ def _in_process_worker(artifact: str, variant: str, threads: int, texts: list[st
 
 
 def in_process(artifact: str, variant: str, texts: list[str], procs: int, threads: int, chunk: int) -> float:
-    """Sentences/s of ``procs`` processes with ``threads`` ORT threads each (0: ORT's default), no HTTP.
+    """Sentences/s of ``procs`` processes with ``threads`` ORT threads each (0: ORT's default), no HTTP:
+    the sum of each process's own rate, so one finishing first does not count as a drain.
 
     ``chunk`` 0: each takes its share at once, sorted into batches of 32 (the best regime);
     else each tags its share ``chunk`` sentences at a time in arrival order (that many in flight).
@@ -176,9 +206,9 @@ def in_process(artifact: str, variant: str, texts: list[str], procs: int, thread
     import multiprocessing as mp
 
     barrier = mp.get_context("spawn").Barrier(procs)
-    walls = _in_processes(_in_process_worker,
-                          [(artifact, variant, threads, texts[k::procs], chunk, barrier) for k in range(procs)])
-    return len(texts) / max(walls)
+    shares = [texts[k::procs] for k in range(procs)]
+    walls = _in_processes(_in_process_worker, [(artifact, variant, threads, share, chunk, barrier) for share in shares])
+    return sum(len(share) / wall for share, wall in zip(shares, walls))
 
 
 class Reference:
@@ -222,11 +252,14 @@ def main() -> None:
     p.add_argument("--clients", default="1,8,32")
     p.add_argument("--variant", default="auto")
     p.add_argument("--per-request", type=int, default=1, help="sentences per /tag request")
+    p.add_argument("--passes", type=int, default=3, help="times the clients go through the stream")
     p.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--empty", action="store_true",
                    help="send empty texts (no model run): what HTTP and BentoML alone cost a request; no references")
     p.add_argument("--out", default="bench/results/service.json")
     a = p.parse_args()
+    if a.passes < 1:
+        p.error("--passes: must be >= 1")
 
     sentences = load_split(a.data, a.split, a.limit or None)
     texts = ["" if a.empty else " ".join(s.words) for s in sentences]
@@ -250,7 +283,7 @@ def main() -> None:
         for c in [int(x) for x in a.clients.split(",")]:
             calls0, items0 = adaptive_batches(url)
             cpu0 = server_cpu_s(served.proc.pid)  # type: ignore[union-attr]
-            r = load_clients(url, texts, c, a.per_request)
+            r = load_clients(url, texts * a.passes, c, a.per_request)
             cpu = server_cpu_s(served.proc.pid) - cpu0  # type: ignore[union-attr]
             calls1, items1 = adaptive_batches(url)
             calls = calls1 - calls0
@@ -261,19 +294,21 @@ def main() -> None:
                       "ratio_vs_best": r["sentences_per_s"] / best if best else None,
                       "in_process_same_in_flight_per_s": same or None, "in_process_same_in_flight_layout": same_layout,
                       "ratio_vs_same_in_flight": r["sentences_per_s"] / same if same else None,
-                      "server_cpu_ms_per_sentence": 1000 * cpu / len(texts),
-                      "client_cpu_ms_per_sentence": 1000 * r["client_cpu_s"] / len(texts)})
+                      "server_cpu_ms_per_sentence": 1000 * cpu / (len(texts) * a.passes),
+                      "client_cpu_ms_per_sentence": 1000 * r["client_cpu_s"] / (len(texts) * a.passes)})
             rows.append(r)
             versus = (f" = {r['ratio_vs_best'] * 100:5.1f}% of in-process best, {r['ratio_vs_same_in_flight'] * 100:5.1f}% "
                       f"of in-process with {c * a.per_request} in flight ({same:.1f}, {same_layout})" if best else "")
-            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s{versus}  p50 {r['p50_ms']:6.1f} ms  "
+            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s{'' if r['steady'] else ' (whole run: too short)'} "
+                  f"(whole run {r['whole_run_sentences_per_s']:.1f}){versus}  p50 {r['p50_ms']:6.1f} ms  "
                   f"p95 {r['p95_ms']:6.1f} ms  {mean_batch:.1f} requests/call  CPU ms/sentence server "
                   f"{r['server_cpu_ms_per_sentence']:.2f} client {r['client_cpu_ms_per_sentence']:.2f}  errors {r['errors']}",
                   flush=True)
     out = {"date": now(), "versions": versions(), "artifact": a.artifact, "data": a.data, "split": a.split,
            "sentences": len(texts), "variant": meta["variant"], "providers": meta["providers"], "workers": workers,
            "ort_threads_per_worker": threads, "in_process_best_per_s": best or None, "in_process_layouts": reference.cache,
-           "service": rows, "serve_env": a.serve_env, "per_request": a.per_request, "empty_texts": a.empty}
+           "service": rows, "serve_env": a.serve_env, "per_request": a.per_request, "passes": a.passes,
+           "empty_texts": a.empty}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, out)
     print(f"written: {a.out}")

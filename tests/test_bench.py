@@ -1,9 +1,12 @@
 """The benchmark scripts run end to end on the tiny model and write what their tables print."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +30,24 @@ def test_infer_bench_table_and_json(tiny_model, tiny_artifact, tiny_corpus, tmp_
     assert "x full b1" in r.stdout and "int8" in r.stdout
 
 
+def _bench_service():
+    spec = importlib.util.spec_from_file_location("bench_service", ROOT / "bench" / "service.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_steady_rate_counts_only_answers_between_warm_up_and_drain():
+    steady_rate = _bench_service().steady_rate
+    # 2 sentences a second while every client is busy; a slow warm-up answer and a drain tail around it.
+    finished = [(0.5, 1), (1.0, 2), (2.0, 2), (3.0, 2), (4.0, 2), (9.0, 1)]
+    assert steady_rate(finished, warm=1.0, drain=4.0) == pytest.approx(2.0)
+    whole = sum(n for _, n in finished) / 9.0
+    assert whole < 2.0  # what the whole run would have said
+    assert steady_rate(finished, warm=4.0, drain=4.0) is None  # no window
+    assert steady_rate(finished, warm=3.5, drain=4.0) is None  # one answer: too few to mean anything
+
+
 def test_service_bench_table_and_json(tiny_artifact, tiny_corpus, tmp_path):
     out = tmp_path / "service.json"
     r = run("bench/service.py", "--artifact", str(tiny_artifact), "--data", str(tiny_corpus), "--split", "train",
@@ -35,7 +56,8 @@ def test_service_bench_table_and_json(tiny_artifact, tiny_corpus, tmp_path):
     data = json.loads(out.read_text())
     assert [row["clients"] for row in data["service"]] == [1, 4]
     assert all(row["errors"] == 0 and row["sentences_per_s"] > 0 for row in data["service"])
-    assert data["sentences"] == 8 and "% of in-process best" in r.stdout
+    assert all(row["whole_run_sentences_per_s"] > 0 for row in data["service"])
+    assert data["sentences"] == 8 and data["passes"] == 3 and "% of in-process best" in r.stdout
     # CPU times tick at 10 ms: a few tiny requests may read 0, so only their presence is checked.
     assert all(row["ratio_vs_same_in_flight"] > 0 and row["server_cpu_ms_per_sentence"] >= 0 for row in data["service"])
 
