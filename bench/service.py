@@ -107,10 +107,13 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
         nxt = 0
         drain = 0.0
 
+        per_client: list[int] = []  # requests answered, per client: equal when the workers share the load fairly
+
         async def worker() -> None:
             nonlocal nxt, errors, reconnects, done, drain
             reader = writer = None
             answered = False
+            mine = 0
             while nxt < len(requests):
                 request, size = requests[nxt]
                 nxt += 1
@@ -129,6 +132,7 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
                     lat.append(t1 - t0)
                     finished.append((t1, size))
                     done += size
+                    mine += 1
                     if not answered:
                         answered = True
                         first_answer.append(t1)
@@ -140,6 +144,7 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
                     reconnects += 1
             if writer is not None:
                 writer.close()
+            per_client.append(mine)
 
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
@@ -150,7 +155,8 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
         return {"clients": clients, "texts_per_request": per_request, "sentences_per_s": steady or done / total,
                 "whole_run_sentences_per_s": done / total, "steady": steady is not None,
                 "requests_per_s": len(lat) / total, "p50_ms": float(np.percentile(lat, 50) * 1000),
-                "p95_ms": float(np.percentile(lat, 95) * 1000), "errors": errors, "reconnects": reconnects,
+                "p95_ms": float(np.percentile(lat, 95) * 1000), "p99_ms": float(np.percentile(lat, 99) * 1000),
+                "client_requests_min_max": [min(per_client), max(per_client)], "errors": errors, "reconnects": reconnects,
                 "seconds": total, "client_cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)}
 
     conn.send(asyncio.run(run()))
@@ -301,7 +307,7 @@ def main() -> None:
                       f"of in-process with {c * a.per_request} in flight ({same:.1f}, {same_layout})" if best else "")
             print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s{'' if r['steady'] else ' (whole run: too short)'} "
                   f"(whole run {r['whole_run_sentences_per_s']:.1f}){versus}  p50 {r['p50_ms']:6.1f} ms  "
-                  f"p95 {r['p95_ms']:6.1f} ms  {mean_batch:.1f} requests/call  CPU ms/sentence server "
+                  f"p95 {r['p95_ms']:6.1f} ms  requests/client {r['client_requests_min_max']}  {mean_batch:.1f} requests/call  CPU ms/sentence server "
                   f"{r['server_cpu_ms_per_sentence']:.2f} client {r['client_cpu_ms_per_sentence']:.2f}  errors {r['errors']}",
                   flush=True)
     out = {"date": now(), "versions": versions(), "artifact": a.artifact, "data": a.data, "split": a.split,

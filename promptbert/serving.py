@@ -44,7 +44,7 @@ class ServeConfig:
     inline_chars: int = 4000  # batches up to this many characters run on the event loop, bigger ones in a thread
     access_log: bool = True  # one log line per request (costs ~0.07 ms of CPU a request, measured)
     tracing: str = "auto"  # OpenTelemetry spans per request: auto (on iff BentoML has a tracing exporter), on, off
-    keepalive_requests: int = 100  # with several workers: close a keep-alive connection after ~N requests (0: never)
+    keepalive_requests: int = 100  # several workers: close a keep-alive connection w.p. in-flight/N (KeepAliveBudget; 0: never)
     timeout_s: int = 60  # request timeout -> 504
 
     def __post_init__(self) -> None:
@@ -114,29 +114,41 @@ class ServeConfig:
 
 
 class KeepAliveBudget:
-    """ASGI middleware: each response closes its keep-alive connection with probability 1/N.
+    """ASGI middleware: a response closes its keep-alive connection with probability in_flight/N,
+    in_flight being the requests this worker holds when it arrives (itself included).
 
     Why: BentoML's workers share one listening socket, and the first worker to wake accepts
-    every connection of a burst. With keep-alive clients that pins the whole load on one
-    worker for as long as the connections live (measured: 8 clients on 2 workers, all
-    requests on one worker in 4 of 5 runs, 224-240 instead of 356-419 sentences/s). Closing
-    after about N requests (nginx's ``keepalive_requests``, randomized so that clients do not
-    reconnect in step) lets the next connection land on the worker that is free to accept.
+    every connection of a burst. With keep-alive clients that pins the load on one worker for
+    as long as the connections live (measured: 8 clients on 2 workers, all requests on one
+    worker in 4 of 5 runs, 224-240 instead of 356-419 sentences/s). Closing a connection now
+    and then (nginx's ``keepalive_requests``, randomized so that clients do not reconnect in
+    step) lets it land again on whichever worker accepts first. A flat 1/N closes as many
+    connections on a worker holding 4 as on one holding 28 (both answer at the rate their CPU
+    allows), so it never undoes an uneven split; scaled by the worker's load, the crowded
+    worker sheds connections in proportion to the crowd. With one client it is 1/N as before.
     """
 
     def __init__(self, app: Any, every: int, seed: int | None = None) -> None:
         self.app = app
         self.every = every
         self.rand = random.Random(seed)
+        self.in_flight = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or self.every <= 0 or self.rand.random() * self.every >= 1.0:
+        if scope["type"] != "http" or self.every <= 0:
             await self.app(scope, receive, send)
             return
+        self.in_flight += 1
+        try:
+            if self.rand.random() * self.every >= self.in_flight:
+                await self.app(scope, receive, send)
+                return
 
-        async def send_closing(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            await send(message)
+            async def send_closing(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                await send(message)
 
-        await self.app(scope, receive, send_closing)
+            await self.app(scope, receive, send_closing)
+        finally:
+            self.in_flight -= 1

@@ -84,6 +84,43 @@ def test_keepalive_budget_closes_about_one_connection_in_n():
     assert closes(KeepAliveBudget(app, every=1), 5, kind="lifespan-like") == 0
 
 
+def test_keepalive_budget_sheds_connections_in_proportion_to_the_worker_load():
+    """A request arriving at a worker that holds k requests closes its connection with probability k/N:
+    a crowded worker sheds more connections, so an uneven split of keep-alive clients evens out."""
+    import asyncio
+
+    from promptbert.serving import KeepAliveBudget
+
+    async def run(concurrent: int, every: int) -> tuple[list[bool], int]:
+        gate = asyncio.Event()
+
+        async def app(scope, receive, send):
+            await gate.wait()  # hold every request until all have arrived
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        mw = KeepAliveBudget(app, every=every, seed=1)
+        closed = [False] * concurrent
+
+        async def one(i: int) -> None:
+            async def send(message):
+                if message["type"] == "http.response.start":
+                    closed[i] = (b"connection", b"close") in message["headers"]
+
+            await mw({"type": "http"}, None, send)
+
+        tasks = [asyncio.create_task(one(i)) for i in range(concurrent)]
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(*tasks)
+        return closed, mw.in_flight
+
+    closed, left = asyncio.run(run(8, every=4))
+    assert all(closed[3:]) and left == 0  # the 4th to 8th arrived with >= 4 in flight: always closed
+    closed, _ = asyncio.run(run(1000, every=1000))  # arrival k closes with probability k/1000: about half
+    assert 400 < sum(closed) < 600 and sum(closed[:100]) < sum(closed[-100:])
+
+
 @pytest.fixture(scope="module")
 def client(tiny_artifact):
     """The service in-process (validation and batching run as in production)."""
