@@ -103,11 +103,10 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
         lat: list[float] = []
         finished: list[tuple[float, int]] = []  # (answered at, sentences)
         first_answer: list[float] = []  # per client
+        per_client: list[int] = []  # requests answered, per client: equal when the workers share the load fairly
         errors = reconnects = done = 0
         nxt = 0
-        drain = 0.0
-
-        per_client: list[int] = []  # requests answered, per client: equal when the workers share the load fairly
+        drain = 0.0  # when the last request went out
 
         async def worker() -> None:
             nonlocal nxt, errors, reconnects, done, drain
@@ -305,8 +304,8 @@ def main() -> None:
             rows.append(r)
             versus = (f" = {r['ratio_vs_best'] * 100:5.1f}% of in-process best, {r['ratio_vs_same_in_flight'] * 100:5.1f}% "
                       f"of in-process with {c * a.per_request} in flight ({same:.1f}, {same_layout})" if best else "")
-            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s{'' if r['steady'] else ' (whole run: too short)'} "
-                  f"(whole run {r['whole_run_sentences_per_s']:.1f}){versus}  p50 {r['p50_ms']:6.1f} ms  "
+            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s " + ("" if r["steady"] else "(too short for a steady window) ")
+                  + f"(whole run {r['whole_run_sentences_per_s']:.1f}){versus}  p50 {r['p50_ms']:6.1f} ms  "
                   f"p95 {r['p95_ms']:6.1f} ms  requests/client {r['client_requests_min_max']}  {mean_batch:.1f} requests/call  CPU ms/sentence server "
                   f"{r['server_cpu_ms_per_sentence']:.2f} client {r['client_cpu_ms_per_sentence']:.2f}  errors {r['errors']}",
                   flush=True)
