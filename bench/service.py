@@ -111,7 +111,6 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
         async def worker() -> None:
             nonlocal nxt, errors, reconnects, done, drain
             reader = writer = None
-            answered = False
             mine = 0
             while nxt < len(requests):
                 request, size = requests[nxt]
@@ -132,8 +131,7 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
                     finished.append((t1, size))
                     done += size
                     mine += 1
-                    if not answered:
-                        answered = True
+                    if mine == 1:
                         first_answer.append(t1)
                 else:
                     errors += 1
