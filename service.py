@@ -76,6 +76,19 @@ class Entity(BaseModel):
     end: int
 
 
+def bind_apis_once(instance: Any) -> None:
+    """Bind each API method of the service instance once, as an instance attribute.
+
+    BentoML's ``APIMethod.__get__`` builds a new bound wrapper (``inspect.signature``,
+    ``functools.wraps``) on every attribute access, and its server looks the method up on every
+    request and every batch: about 0.05 ms of CPU a request (empty texts, 8 clients: 0.48-0.52 ->
+    0.43-0.46 ms, 3300-3500 -> 3700-3900 requests/s). ``APIMethod`` is a non-data descriptor, so an
+    instance attribute of the same name takes precedence; the bound wrapper does not change.
+    """
+    for name, method in PromptBertNER.apis.items():
+        instance.__dict__[name] = method.__get__(instance, type(instance))
+
+
 @bentoml.service(
     name="promptbert",
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
@@ -95,6 +108,7 @@ class PromptBertNER:
         self.default_strategy = CONFIG.aggregation or self.artifact.manifest.get("best_aggregation", "first")
         self.batch_sizes: Counter[int] = Counter()
         self._lock = threading.Lock()
+        bind_apis_once(self)
         self.pipe.entities([EXAMPLE])  # warm-up: /readyz turns green only after a real inference
         self.ready = True
         log.info("promptbert: %s variant on %s, loaded and warmed up in %.1fs; tracing %s",
@@ -115,9 +129,19 @@ class PromptBertNER:
     async def _infer(self, texts: list[str], *options: Any) -> list[list[dict[str, Any]]]:
         """Small batches run right on the event loop: handing them to a thread cost more CPU than it
         saved (2 workers, 8 clients: 410-450 -> 470-486 sentences/s). Bigger ones go to a thread so
-        that /livez, /readyz and /metrics of this worker keep answering while they run."""
+        that /livez, /readyz and /metrics of this worker keep answering while they run.
+
+        After an inline batch the loop runs ``gather_yields`` times before the answers go back. While
+        the model ran, the loop could not read the requests that arrived; BentoML's dispatcher takes
+        its queue the moment this batch is answered, so without the pause they reach the queue just
+        after it and the next call holds only stragglers (32 clients x 1 sentence: 3.7-4.1 -> 7.8-8.0
+        requests per call, +14-19% sentences/s with bind_apis_once). A request needs three loop turns
+        to get from its socket to the queue (read, ASGI task, BentoML's timeout task)."""
         if sum(map(len, texts)) <= CONFIG.inline_chars:
-            return self.pipe.entities(texts, *options)
+            answers = self.pipe.entities(texts, *options)
+            for _ in range(CONFIG.gather_yields):
+                await asyncio.sleep(0)
+            return answers
         return await asyncio.to_thread(self.pipe.entities, texts, *options)
 
     @bentoml.api(input_spec=TagTextInput)
@@ -158,6 +182,7 @@ class PromptBertNER:
             "ort_threads_per_worker": THREADS or "ORT default",
             "limits": {"max_batch_size": CONFIG.max_batch_size, "max_latency_ms": CONFIG.max_latency_ms,
                        "max_items": CONFIG.max_items, "max_chars": CONFIG.max_chars, "inline_chars": CONFIG.inline_chars,
+                       "gather_yields": CONFIG.gather_yields,
                        "keepalive_requests": KEEPALIVE_REQUESTS},
             "call_cost": dataclasses.asdict(self.pipe.call_cost),  # what the pipeline really uses
             "batch_sizes_seen": sizes,

@@ -42,6 +42,7 @@ class ServeConfig:
     aggregation: str = ""  # default strategy; empty = the one that scored best at export
     max_concurrency: int = 256  # past this many in-flight requests -> 429
     inline_chars: int = 4000  # batches up to this many characters run on the event loop, bigger ones in a thread
+    gather_yields: int = 4  # after an inline batch, let the event loop run this often before answering (0: off)
     access_log: bool = True  # one log line per request (costs ~0.07 ms of CPU a request, measured)
     tracing: str = "auto"  # OpenTelemetry spans per request: auto (on iff BentoML has a tracing exporter), on, off
     keepalive_requests: int = 100  # several workers: close a keep-alive connection w.p. in-flight/N (KeepAliveBudget; 0: never)
@@ -52,7 +53,7 @@ class ServeConfig:
                      "timeout_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1")
-        for name in ("workers", "threads", "keepalive_requests", "inline_chars", "call_cost", "row_cost"):
+        for name in ("workers", "threads", "keepalive_requests", "inline_chars", "gather_yields", "call_cost", "row_cost"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -43,6 +43,9 @@ def test_serve_config_from_env():
     assert fixed.resolved_workers(gpu=True) == 3 and fixed.resolved_threads(3) == 2
     with pytest.raises(ConfigError, match="keepalive_requests"):
         ServeConfig(keepalive_requests=-1)
+    assert ServeConfig.from_env({"PROMPTBERT_GATHER_YIELDS": "0"}).gather_yields == 0 and ServeConfig().gather_yields > 0
+    with pytest.raises(ConfigError, match="gather_yields"):
+        ServeConfig(gather_yields=-1)
     # Tracing: auto follows BentoML's exporter; on/off force it.
     assert not ServeConfig().tracing_enabled(None) and ServeConfig().tracing_enabled("otlp")
     assert ServeConfig(tracing="on").tracing_enabled(None) and not ServeConfig(tracing="off").tracing_enabled("otlp")
@@ -216,6 +219,52 @@ def test_inline_and_threaded_inference_agree(client, monkeypatch):
     one = client.post("/tag_text", json={"text": TEXTS[1]}).json()
     assert inline == threaded and any(threaded)
     assert approx([one]) == [threaded[1]]  # int8: its scale spans the call, and alone it is another call
+
+
+@pytest.fixture(scope="module")
+def instance(client):
+    """A second PromptBertNER instance under the client fixture's settings (the tiny artifact)."""
+    import service
+
+    return service.PromptBertNER.inner()
+
+
+def test_api_methods_are_bound_once(instance, client):
+    """BentoML looks an API method up per request; each lookup must not rebuild the bound wrapper."""
+    import asyncio
+
+    assert instance.tag is instance.tag and instance.tag_text is instance.tag_text
+    direct = asyncio.run(instance.tag.local(TEXTS))  # what BentoML's server calls
+    assert direct == client.post("/tag", json={"texts": TEXTS}).json() and any(direct)
+
+
+@pytest.mark.parametrize("yields, queued", [(0, 0), (4, 1)])
+def test_inline_batch_lets_arrived_requests_reach_the_queue_before_answering(instance, monkeypatch, yields, queued):
+    """A request read while an inline batch ran needs three loop turns to reach BentoML's batch
+    queue; the batch's answers wait for them (gather_yields), so the dispatcher's next take holds it."""
+    import asyncio
+    import dataclasses
+
+    import service
+
+    monkeypatch.setattr(service, "CONFIG", dataclasses.replace(service.CONFIG, gather_yields=yields))
+
+    async def scenario() -> int:
+        queue: list[str] = []
+
+        async def arrival() -> None:  # read, ASGI task, timeout task: three turns of the loop
+            for _ in range(2):
+                await asyncio.sleep(0)
+            queue.append("request")
+
+        task = asyncio.ensure_future(arrival())
+        answers = await instance._infer(TEXTS[:1], "first")
+        assert answers and answers[0]
+        at_answer = len(queue)
+        await task
+        return at_answer
+
+    assert asyncio.run(scenario()) == queued
 
 
 def test_requests_skip_tracing_without_an_exporter(client):
