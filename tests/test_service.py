@@ -14,7 +14,7 @@ import pytest
 
 from promptbert.encoding import CallCost
 from promptbert.errors import ConfigError
-from promptbert.serving import ServeConfig
+from promptbert.serving import ServeConfig, inline_steps
 
 TEXTS = ["John Smith visited Paris.", "Mary Jones met the Acme Corp team in London.", "", "Zürich — naïve café"]
 
@@ -124,6 +124,19 @@ def test_keepalive_budget_sheds_connections_in_proportion_to_the_worker_load():
     assert 400 < sum(closed) < 600 and sum(closed[:100]) < sum(closed[-100:])
 
 
+def test_inline_steps_bound_each_step_and_keep_every_text_once():
+    """A batch on the event loop is cut into steps of at most `budget` characters, short texts
+    first; a text over the budget is a step alone (it runs in a thread)."""
+    lengths = [30, 5, 120, 40, 0, 60, 35, 10]
+    steps = inline_steps(lengths, 100)
+    assert sorted(i for step in steps for i in step) == list(range(len(lengths)))
+    assert [[lengths[i] for i in step] for step in steps] == [[0, 5, 10, 30, 35], [40, 60], [120]]
+    assert all(sum(lengths[i] for i in step) <= 100 for step in steps if len(step) > 1)
+    assert inline_steps([], 100) == [] and inline_steps([7], 1) == [[0]]
+    with pytest.raises(ValueError):
+        inline_steps([1], 0)
+
+
 @pytest.fixture(scope="module")
 def client(tiny_artifact):
     """The service in-process (validation and batching run as in production)."""
@@ -207,7 +220,7 @@ def approx(rows):
 
 
 def test_inline_and_threaded_inference_agree(client, monkeypatch):
-    """Small batches run on the event loop, big ones in a thread: same answers either way."""
+    """A batch runs on the event loop, in steps, or in a thread: the same answers, in order, either way."""
     import dataclasses
 
     import service
@@ -219,6 +232,10 @@ def test_inline_and_threaded_inference_agree(client, monkeypatch):
     one = client.post("/tag_text", json={"text": TEXTS[1]}).json()
     assert inline == threaded and any(threaded)
     assert approx([one]) == [threaded[1]]  # int8: its scale spans the call, and alone it is another call
+    # Budget 26: three steps, sorted by length; the 44-character text is over it and runs in a thread.
+    monkeypatch.setattr(service, "CONFIG", dataclasses.replace(service.CONFIG, inline_chars=26))
+    stepped = client.post("/tag", json=body).json()
+    assert approx(stepped) == threaded and [e["word"] for e in stepped[0]] == [e["word"] for e in threaded[0]]
 
 
 @pytest.fixture(scope="module")
