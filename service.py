@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from promptbert.errors import InputError
 from promptbert.runtime import Artifact, cuda_available
-from promptbert.serving import KeepAliveBudget, ServeConfig, inline_steps
+from promptbert.serving import KeepAliveBudget, ServeConfig, SharedLoad, inline_steps
 
 CONFIG = ServeConfig.from_env()
 GPU = CONFIG.device == "cuda" or (CONFIG.device == "auto" and cuda_available())
@@ -206,4 +206,8 @@ for _api in PromptBertNER.apis.values():
     _api.output_spec.media_type = "application/json"
 
 if KEEPALIVE_REQUESTS:
-    PromptBertNER.add_asgi_middleware(KeepAliveBudget, every=KEEPALIVE_REQUESTS)
+    # In a worker of `bentoml serve` (worker_index 1..WORKERS) the workers share their loads; elsewhere
+    # (the serve process itself, to_asgi() in tests) the budget falls back to in_flight/N.
+    _index = bentoml.server_context.worker_index
+    _load = SharedLoad.for_worker(WORKERS, _index - 1) if _index and _index <= WORKERS else None
+    PromptBertNER.add_asgi_middleware(KeepAliveBudget, every=KEEPALIVE_REQUESTS, load=_load)

@@ -137,6 +137,82 @@ def test_inline_steps_bound_each_step_and_keep_every_text_once():
         inline_steps([1], 0)
 
 
+def test_shared_load_is_one_table_per_serve(tmp_path):
+    """Workers of one serve (same parent process) map one table; tables of dead serves are removed."""
+    from promptbert.serving import SharedLoad
+
+    (tmp_path / "promptbert-load-99999999").write_bytes(b"\0" * 16)  # beyond any pid: a dead serve
+    (tmp_path / f"promptbert-load-{os.getpid()}").write_bytes(b"\0" * 16)  # a live process
+    (tmp_path / "promptbert-load-notes").write_text("not ours")
+    a = SharedLoad.for_worker(2, 0, tmp_path)
+    b = SharedLoad.for_worker(2, 1, tmp_path)
+    assert a.path == b.path == tmp_path / f"promptbert-load-{os.getppid()}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"promptbert-load-{os.getppid()}", f"promptbert-load-{os.getpid()}", "promptbert-load-notes"])
+    a.set(6)
+    b.set(2)
+    assert a.mean() == b.mean() == 4.0
+    with pytest.raises(ValueError):
+        SharedLoad(a.path, 2, 2)
+
+
+def test_keepalive_budget_with_shared_load_sheds_only_the_excess(tmp_path):
+    """Worker A holds 6 keep-alive connections, worker B 2: A closes connections until both hold 4,
+    then neither closes more than one in N (here never: N = 10**9)."""
+    import asyncio
+    import time
+
+    from promptbert.serving import KeepAliveBudget, SharedLoad
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    a_load, b_load = SharedLoad(tmp_path / "t", 2, 0), SharedLoad(tmp_path / "t", 2, 1)
+    a = KeepAliveBudget(app, every=10**9, seed=0, load=a_load)
+    b = KeepAliveBudget(app, every=10**9, seed=0, load=b_load)
+    where = {port: (a if port < 6 else b) for port in range(8)}  # client port -> its worker
+    for worker, load in ((a, a_load), (b, b_load)):  # the connections each worker has seen so far
+        worker.seen = {("10.0.0.1", port): time.monotonic() for port, w in where.items() if w is worker}
+        load.set(len(worker.seen))
+    closes = 0
+
+    async def request(port: int) -> None:
+        nonlocal closes
+        closed = []
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                closed.append((b"connection", b"close") in message["headers"])
+
+        await where[port]({"type": "http", "client": ("10.0.0.1", port)}, None, send)
+        if closed[0]:  # the client reconnects at once; here it lands on the other worker
+            closes += 1
+            where[port] = b if where[port] is a else a
+            await request(port)
+
+    async def rounds(n: int) -> None:
+        for _ in range(n):
+            for port in range(8):
+                await request(port)
+
+    asyncio.run(rounds(30))
+    assert sum(w is a for w in where.values()) == 4 and closes == 2
+    assert len(a.seen) == len(b.seen) == 4 and a_load.mean() == 4.0
+    asyncio.run(rounds(100))
+    assert closes == 2  # balanced: only the 1-in-N budget, here never
+
+    async def probes(n: int) -> None:  # one request per connection: health probes, one-off callers
+        for port in range(1000, 1000 + n):
+            where[port] = a
+            await request(port)
+
+    asyncio.run(probes(50))
+    assert len(a.seen) == 4 and a_load.mean() == 4.0  # they do not count as A's connections
+    asyncio.run(rounds(20))
+    assert closes == 2
+
+
 @pytest.fixture(scope="module")
 def client(tiny_artifact):
     """The service in-process (validation and batching run as in production)."""
