@@ -205,9 +205,19 @@ class PromptBertNER:
 for _api in PromptBertNER.apis.values():
     _api.output_spec.media_type = "application/json"
 
+def shared_load() -> SharedLoad | None:
+    """This worker's slot in the serve's table of keep-alive connections. None outside a worker of
+    `bentoml serve` (the serve process itself, to_asgi() in tests) or where the table cannot be made:
+    the budget then falls back to in_flight/N."""
+    index = bentoml.server_context.worker_index
+    if not index or index > WORKERS:
+        return None
+    try:
+        return SharedLoad.for_worker(WORKERS, index - 1)
+    except OSError as exc:
+        log.warning("promptbert: workers do not share keep-alive counts (%s); each sheds in_flight/N", exc)
+        return None
+
+
 if KEEPALIVE_REQUESTS:
-    # In a worker of `bentoml serve` (worker_index 1..WORKERS) the workers share their loads; elsewhere
-    # (the serve process itself, to_asgi() in tests) the budget falls back to in_flight/N.
-    _index = bentoml.server_context.worker_index
-    _load = SharedLoad.for_worker(WORKERS, _index - 1) if _index and _index <= WORKERS else None
-    PromptBertNER.add_asgi_middleware(KeepAliveBudget, every=KEEPALIVE_REQUESTS, load=_load)
+    PromptBertNER.add_asgi_middleware(KeepAliveBudget, every=KEEPALIVE_REQUESTS, load=shared_load())
