@@ -48,7 +48,7 @@ class ServeConfig:
     gather_yields: int = 4  # the event loop's turns after each inline step (0: none)
     access_log: bool = True  # one log line per request (costs ~0.07 ms of CPU a request, measured)
     tracing: str = "auto"  # OpenTelemetry spans per request: auto (on iff BentoML has a tracing exporter), on, off
-    keepalive_requests: int = 100  # several workers: close a keep-alive connection w.p. in-flight/N (KeepAliveBudget; 0: never)
+    keepalive_requests: int = 100  # several workers: close 1 keep-alive connection in N, more above a fair share (KeepAliveBudget; 0: never)
     timeout_s: int = 60  # request timeout -> 504
 
     def __post_init__(self) -> None:
