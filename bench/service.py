@@ -21,6 +21,8 @@ ORT's default threads; the service's workers x ORT threads, as processes working
 With several processes a reference is the sum of each process's own rate (no drain either).
 Server CPU (serve process and workers) and client CPU per sentence are reported. Clients and
 server share this machine's cores, so on 2 cores the ratios are lower bounds.
+Meanwhile a thread polls ``/livez`` every ``--livez-every`` seconds on a fresh connection, as an
+orchestrator's probe does, and reports its latency: the workers' event loops also run the model.
 ``--serve-env KEY=VALUE`` sets service settings (e.g. PROMPTBERT_WORKERS=1). Prints a table, writes JSON.
 """
 
@@ -177,6 +179,49 @@ def _in_processes(target: Any, args: list[tuple]) -> list[Any]:
     return results
 
 
+class HealthProbe:
+    """``with HealthProbe(url, every):`` polls ``/livez`` on a fresh connection every ``every`` seconds
+    (as an orchestrator's probe does) while the block runs: how long a health check waits on loaded
+    workers, whose event loops also run the model. At least one probe completes."""
+
+    def __init__(self, url: str, every: float) -> None:
+        import threading
+
+        self.url, self.every = url, every
+        self.latencies: list[float] = []
+        self.failures = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while True:
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(f"{self.url}/livez", timeout=30) as r:
+                    r.read()
+                self.latencies.append(time.perf_counter() - t0)
+            except OSError:  # URLError and timeouts included: a failed probe is what an SRE must see
+                self.failures += 1
+            if self.stop.wait(self.every):
+                return
+
+    def __enter__(self) -> HealthProbe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def summary(self) -> dict[str, float]:
+        ms = np.asarray(self.latencies or [np.nan]) * 1000
+        return {"livez_probes": len(self.latencies), "livez_failures": self.failures,
+                "livez_p50_ms": float(np.percentile(ms, 50)), "livez_p99_ms": float(np.percentile(ms, 99)),
+                "livez_max_ms": float(ms.max())}
+
+
 def load_clients(url: str, texts: list[str], clients: int, per_request: int = 1) -> dict:
     """Run the clients in a separate process (their CPU is not the server's GIL) and wait for the result."""
     return _in_processes(_client_main, [(url, texts, clients, per_request)])[0]
@@ -256,6 +301,8 @@ def main() -> None:
     p.add_argument("--variant", default="auto")
     p.add_argument("--per-request", type=int, default=1, help="sentences per /tag request")
     p.add_argument("--passes", type=int, default=3, help="times the clients go through the stream")
+    p.add_argument("--livez-every", type=float, default=0.05,
+                   help="seconds between /livez probes during each run (0: none); each costs the server ~0.5 ms of CPU")
     p.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--empty", action="store_true",
                    help="send empty texts (no model run): what HTTP and BentoML alone cost a request; no references")
@@ -286,7 +333,12 @@ def main() -> None:
         for c in [int(x) for x in a.clients.split(",")]:
             calls0, items0 = adaptive_batches(url)
             cpu0 = server_cpu_s(served.proc.pid)  # type: ignore[union-attr]
-            r = load_clients(url, texts * a.passes, c, a.per_request)
+            if a.livez_every > 0:
+                with HealthProbe(url, a.livez_every) as probe:
+                    r = load_clients(url, texts * a.passes, c, a.per_request)
+                r.update(probe.summary())
+            else:
+                r = load_clients(url, texts * a.passes, c, a.per_request)
             cpu = server_cpu_s(served.proc.pid) - cpu0  # type: ignore[union-attr]
             calls1, items1 = adaptive_batches(url)
             calls = calls1 - calls0
@@ -305,7 +357,10 @@ def main() -> None:
             print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s " + ("" if r["steady"] else "(too short for a steady window) ")
                   + f"(whole run {r['whole_run_sentences_per_s']:.1f}){versus}  p50 {r['p50_ms']:6.1f} ms  "
                   f"p95 {r['p95_ms']:6.1f} ms  requests/client {r['client_requests_min_max']}  {mean_batch:.1f} requests/call  CPU ms/sentence server "
-                  f"{r['server_cpu_ms_per_sentence']:.2f} client {r['client_cpu_ms_per_sentence']:.2f}  errors {r['errors']}",
+                  f"{r['server_cpu_ms_per_sentence']:.2f} client {r['client_cpu_ms_per_sentence']:.2f}  errors {r['errors']}"
+                  + (f"  /livez p50/p99/max {r['livez_p50_ms']:.1f}/{r['livez_p99_ms']:.1f}/{r['livez_max_ms']:.1f} ms"
+                     f" ({r['livez_failures']} failed)"
+                     if "livez_p50_ms" in r else ""),
                   flush=True)
     out = {"date": now(), "versions": versions(), "artifact": a.artifact, "data": a.data, "split": a.split,
            "sentences": len(texts), "variant": meta["variant"], "providers": meta["providers"], "workers": workers,

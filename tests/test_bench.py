@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,16 @@ def test_steady_rate_counts_only_answers_between_warm_up_and_drain():
     assert steady_rate(finished, warm=3.5, drain=4.0) is None  # one answer: too few to mean anything
 
 
+def test_health_probe_counts_failed_probes():
+    """A probe that gets no answer is counted as failed, not dropped (and not a crash of the bench)."""
+    from promptbert.launch import free_port
+
+    with _bench_service().HealthProbe(f"http://127.0.0.1:{free_port()}", every=0.01) as probe:
+        pass
+    summary = probe.summary()
+    assert summary["livez_failures"] >= 1 and summary["livez_probes"] == 0 and math.isnan(summary["livez_p50_ms"])
+
+
 def test_service_bench_table_and_json(tiny_artifact, tiny_corpus, tmp_path):
     out = tmp_path / "service.json"
     r = run("bench/service.py", "--artifact", str(tiny_artifact), "--data", str(tiny_corpus), "--split", "train",
@@ -60,6 +71,9 @@ def test_service_bench_table_and_json(tiny_artifact, tiny_corpus, tmp_path):
     assert data["sentences"] == 8 and data["passes"] == 3 and "% of in-process best" in r.stdout
     # CPU times tick at 10 ms: a few tiny requests may read 0, so only their presence is checked.
     assert all(row["ratio_vs_same_in_flight"] > 0 and row["server_cpu_ms_per_sentence"] >= 0 for row in data["service"])
+    # /livez was probed during each run: at least one answer, none failed.
+    assert all(row["livez_probes"] >= 1 and row["livez_failures"] == 0 and 0 < row["livez_p50_ms"] <= row["livez_max_ms"]
+               for row in data["service"]) and "/livez p50/p99/max" in r.stdout
 
 
 def test_service_bench_empty_texts_measure_the_server_alone(tiny_artifact, tiny_corpus, tmp_path):
