@@ -220,10 +220,8 @@ class KeepAliveBudget:
         self.once: dict[Any, float] = {}  # connections seen once: a health probe or a one-off caller
         self.pruned = time.monotonic()
 
-    def _closes(self, client: Any) -> bool:
-        r = self.rand.random()
-        if self.load is None or client is None:
-            return r * self.every < self.in_flight
+    def _connections(self, client: Any) -> int:
+        """Record a request from ``client``; the kept-alive connections this worker holds now."""
         now = time.monotonic()
         if client in self.seen or client in self.once:
             self.seen[client] = now
@@ -234,7 +232,13 @@ class KeepAliveBudget:
             self.seen = {c: t for c, t in self.seen.items() if now - t <= self.window}
             self.once = {c: t for c, t in self.once.items() if now - t <= self.window}
             self.pruned = now
-        mine = len(self.seen)
+        return len(self.seen)
+
+    def _closes(self, client: Any) -> bool:
+        r = self.rand.random()
+        if self.load is None or client is None:
+            return r * self.every < self.in_flight
+        mine = self._connections(client)
         self.load.set(mine)
         excess = mine - self.load.mean()
         if r * self.every < 1 or (excess >= 1 and r * mine < excess):
