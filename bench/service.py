@@ -29,6 +29,7 @@ orchestrator's probe does, and reports its latency: the workers' event loops als
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -333,12 +334,11 @@ def main() -> None:
         for c in [int(x) for x in a.clients.split(",")]:
             calls0, items0 = adaptive_batches(url)
             cpu0 = server_cpu_s(served.proc.pid)  # type: ignore[union-attr]
-            if a.livez_every > 0:
-                with HealthProbe(url, a.livez_every) as probe:
-                    r = load_clients(url, texts * a.passes, c, a.per_request)
-                r.update(probe.summary())
-            else:
+            probe = HealthProbe(url, a.livez_every) if a.livez_every > 0 else None
+            with probe or contextlib.nullcontext():
                 r = load_clients(url, texts * a.passes, c, a.per_request)
+            if probe:
+                r.update(probe.summary())
             cpu = server_cpu_s(served.proc.pid) - cpu0  # type: ignore[union-attr]
             calls1, items1 = adaptive_batches(url)
             calls = calls1 - calls0
