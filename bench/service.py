@@ -1,4 +1,4 @@
-"""Service overhead: in-process ONNX Runtime vs the HTTP service at 1, 8, 32 concurrent clients.
+r"""Service overhead: in-process ONNX Runtime vs the HTTP service at 1, 8, 32 concurrent clients.
 
     python bench/service.py --artifact artifacts/conll2003_iso --data ../shared/data/conll2003 --split test \
         --limit 0 --out bench/results/service.json
@@ -24,6 +24,16 @@ server share this machine's cores, so on 2 cores the ratios are lower bounds.
 Meanwhile a thread polls ``/livez`` every ``--livez-every`` seconds on a fresh connection, as an
 orchestrator's probe does, and reports its latency: the workers' event loops also run the model.
 ``--serve-env KEY=VALUE`` sets service settings (e.g. PROMPTBERT_WORKERS=1). Prints a table, writes JSON.
+
+A/B mode (``--b-env KEY=VALUE`` and/or ``--b-checkout PATH``): two versions of the service, A (this
+checkout with ``--serve-env``) and B (other settings, or another checkout, e.g. a ``git worktree`` of
+an older commit), run interleaved for ``--rounds`` rounds, a fresh serve each run, the order flipped
+every round. This machine's speed drifts by 10-30% within an hour, so only such side-by-side runs
+compare two versions; it prints one value per round for each arm:
+
+    git worktree add /tmp/base HEAD~1
+    python bench/service.py --artifact artifacts/conll2003_iso --data ../shared/data/conll2003 --limit 0 \
+        --clients 8,32 --per-request 1,8 --passes 2 --b-checkout /tmp/base --out bench/results/ab.json
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from promptbert.data import load_split  # noqa: E402
-from promptbert.launch import ServedArtifact, adaptive_batches, post_json  # noqa: E402
+from promptbert.launch import ROOT, ServedArtifact, adaptive_batches, post_json  # noqa: E402
 from promptbert.manifest import now, versions, write_json  # noqa: E402
 
 
@@ -292,6 +302,114 @@ def server_cpu_s(pid: int) -> float:
     return total
 
 
+def measure(served: ServedArtifact, url: str, texts: list[str], clients: int, per_request: int,
+            livez_every: float) -> dict:
+    """One closed-loop run against a live service, with the server's side of it: CPU per sentence
+    (serve process and workers), requests merged per model call (from /metrics), /livez latency."""
+    calls0, items0 = adaptive_batches(url)
+    cpu0 = server_cpu_s(served.proc.pid)  # type: ignore[union-attr]
+    probe = HealthProbe(url, livez_every) if livez_every > 0 else None
+    with probe or contextlib.nullcontext():
+        r = load_clients(url, texts, clients, per_request)
+    if probe:
+        r.update(probe.summary())
+    cpu = server_cpu_s(served.proc.pid) - cpu0  # type: ignore[union-attr]
+    calls1, items1 = adaptive_batches(url)
+    calls = calls1 - calls0
+    r.update({"model_calls": calls, "mean_batch_requests": (items1 - items0) / calls if calls else 1.0,
+              "server_cpu_ms_per_sentence": 1000 * cpu / len(texts),
+              "client_cpu_ms_per_sentence": 1000 * r["client_cpu_s"] / len(texts)})
+    return r
+
+
+def _run_line(r: dict) -> str:
+    return (f"p50 {r['p50_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  requests/client {r['client_requests_min_max']}  "
+            f"{r['mean_batch_requests']:.1f} requests/call  CPU ms/sentence server {r['server_cpu_ms_per_sentence']:.2f} "
+            f"client {r['client_cpu_ms_per_sentence']:.2f}  reconnects {r['reconnects']}  errors {r['errors']}"
+            + (f"  /livez p50/p99/max {r['livez_p50_ms']:.1f}/{r['livez_p99_ms']:.1f}/{r['livez_max_ms']:.1f} ms"
+               f" ({r['livez_failures']} failed)" if "livez_p50_ms" in r else ""))
+
+
+def overhead(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int]]) -> dict:
+    """The service against in-process ONNX Runtime: one serve, every case in turn."""
+    rows = []
+    served = ServedArtifact(a.artifact, env=dict(kv.split("=", 1) for kv in a.serve_env))
+    with served as url:
+        post_json(f"{url}/tag", {"texts": texts[:4]})
+        meta = post_json(f"{url}/metadata", {})
+        workers = int(meta["workers"])
+        threads = meta["ort_threads_per_worker"] if isinstance(meta["ort_threads_per_worker"], int) else 0
+        print(f"service: {meta['variant']} on {meta['providers']}, {workers} workers x {threads or 'default'} ORT threads, "
+              f"{len(texts)} sentences", flush=True)
+        reference = Reference(a.artifact, meta["variant"], texts, workers, threads)
+        best, best_layout = (0.0, "-") if a.empty else reference(0)
+        if best:
+            print(f"in-process best (sorted batches of 32, {best_layout} processes x threads): {best:.1f} sentences/s",
+                  flush=True)
+        for c, per in cases:
+            r = measure(served, url, texts * a.passes, c, per, a.livez_every)
+            same, same_layout = (0.0, "-") if a.empty else reference(c * per)
+            r.update({"in_process_best_per_s": best or None, "in_process_best_layout": best_layout,
+                      "ratio_vs_best": r["sentences_per_s"] / best if best else None,
+                      "in_process_same_in_flight_per_s": same or None, "in_process_same_in_flight_layout": same_layout,
+                      "ratio_vs_same_in_flight": r["sentences_per_s"] / same if same else None})
+            rows.append(r)
+            versus = (f" = {r['ratio_vs_best'] * 100:5.1f}% of in-process best, {r['ratio_vs_same_in_flight'] * 100:5.1f}% "
+                      f"of in-process with {c * per} in flight ({same:.1f}, {same_layout})" if best else "")
+            print(f"{c:>3} clients x {per}: {r['sentences_per_s']:7.1f} sent/s "
+                  + ("" if r["steady"] else "(too short for a steady window) ")
+                  + f"(whole run {r['whole_run_sentences_per_s']:.1f}){versus}  " + _run_line(r), flush=True)
+    return {"variant": meta["variant"], "providers": meta["providers"], "workers": workers,
+            "ort_threads_per_worker": threads, "in_process_best_per_s": best or None,
+            "in_process_layouts": reference.cache, "service": rows}
+
+
+AB_COLUMNS = (("sentences/s", "sentences_per_s", "{:.1f}"), ("p95 ms", "p95_ms", "{:.1f}"), ("p99 ms", "p99_ms", "{:.1f}"),
+              ("requests per call", "mean_batch_requests", "{:.1f}"),
+              ("server CPU ms/sentence", "server_cpu_ms_per_sentence", "{:.2f}"),
+              ("/livez p50 ms", "livez_p50_ms", "{:.1f}"), ("reconnects", "reconnects", "{}"))
+
+
+def ab(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int]]) -> dict:
+    """Arm A against arm B, interleaved: each round runs every case on both arms back to back, a fresh
+    serve each run, the order flipped every round (A B, then B A) so that the machine's drift
+    within the hour falls on both arms alike. No in-process references: the arms are each other's."""
+    arms = {"A": ({**dict(kv.split("=", 1) for kv in a.serve_env)}, None),
+            "B": ({**dict(kv.split("=", 1) for kv in a.serve_env), **dict(kv.split("=", 1) for kv in a.b_env)},
+                  Path(a.b_checkout).resolve() if a.b_checkout else None)}
+    for name, (env, root) in arms.items():
+        print(f"arm {name}: {root or ROOT} {' '.join(f'{k}={v}' for k, v in env.items()) or '(defaults)'}", flush=True)
+    runs = []
+    for k in range(a.rounds):
+        for c, per in cases:
+            for name in ("A", "B") if k % 2 == 0 else ("B", "A"):
+                env, root = arms[name]
+                served = ServedArtifact(a.artifact, env=env, root=root)
+                with served as url:
+                    post_json(f"{url}/tag", {"texts": texts[:4]})
+                    meta = post_json(f"{url}/metadata", {})
+                    r = measure(served, url, texts * a.passes, c, per, a.livez_every)
+                r.update({"arm": name, "round": k,  # what this arm's serve said it runs
+                          "served": {key: meta.get(key) for key in ("variant", "providers", "workers", "limits", "gc")}})
+                runs.append(r)
+                print(f"round {k} {c:>3} x {per} {name}: {r['sentences_per_s']:7.1f} sent/s  " + _run_line(r), flush=True)
+    head = ["clients x sentences per request", *(col for col, _, _ in AB_COLUMNS if col != "/livez p50 ms" or a.livez_every > 0)]
+    print("\n| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
+    for c, per in cases:
+        mine = [r for r in runs if (r["clients"], r["texts_per_request"]) == (c, per)]
+        cells = [f"{c} x {per}"]
+        for col, key, fmt in AB_COLUMNS:
+            if col == "/livez p50 ms" and a.livez_every <= 0:
+                continue
+            arm = {n: " / ".join(fmt.format(r[key]) for r in mine if r["arm"] == n) for n in ("A", "B")}
+            cells.append(f"{arm['A']} → {arm['B']}")
+        print("| " + " | ".join(cells) + " |")
+    print("(A → B, one value per round)")
+    return {"mode": "ab", "rounds": a.rounds,
+            "arms": {n: {"serve_env": env, "checkout": str(root or ROOT)} for n, (env, root) in arms.items()},
+            "runs": runs}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artifact", required=True)
@@ -300,72 +418,41 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--clients", default="1,8,32")
     p.add_argument("--variant", default="auto")
-    p.add_argument("--per-request", type=int, default=1, help="sentences per /tag request")
+    p.add_argument("--per-request", default="1", help="sentences per /tag request; a list (1,8) runs each")
     p.add_argument("--passes", type=int, default=3, help="times the clients go through the stream")
     p.add_argument("--livez-every", type=float, default=0.05,
                    help="seconds between /livez probes during each run (0: none); each costs the server ~0.5 ms of CPU")
     p.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--b-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="A/B mode: arm B's settings on top of --serve-env (arm A: --serve-env alone)")
+    p.add_argument("--b-checkout", metavar="PATH",
+                   help="A/B mode: serve arm B from this checkout of the project (e.g. one made with "
+                        "`git worktree add /tmp/base HEAD~1`); arm A is this one")
+    p.add_argument("--rounds", type=int, default=2, help="A/B mode: interleaved rounds")
     p.add_argument("--empty", action="store_true",
                    help="send empty texts (no model run): what HTTP and BentoML alone cost a request; no references")
     p.add_argument("--out", default="bench/results/service.json")
     a = p.parse_args()
-    if a.passes < 1:
-        p.error("--passes: must be >= 1")
+    try:
+        clients = [int(x) for x in a.clients.split(",")]
+        pers = [int(x) for x in a.per_request.split(",")]
+    except ValueError:
+        p.error("--clients and --per-request take comma-separated integers")
+    if not all("=" in kv for kv in a.serve_env + a.b_env):
+        p.error("--serve-env and --b-env take KEY=VALUE")
+    if a.passes < 1 or a.rounds < 1 or min(clients + pers) < 1:
+        p.error("--passes, --rounds, --clients and --per-request must be >= 1")
+    if a.b_checkout and not (Path(a.b_checkout) / "service.py").is_file():
+        p.error(f"--b-checkout: {a.b_checkout} has no service.py (not a checkout of this project)")
+    if a.variant != "auto":
+        a.serve_env.append(f"PROMPTBERT_VARIANT={a.variant}")
 
     sentences = load_split(a.data, a.split, a.limit or None)
     texts = ["" if a.empty else " ".join(s.words) for s in sentences]
-    env = dict(kv.split("=", 1) for kv in a.serve_env)
-    if a.variant != "auto":
-        env["PROMPTBERT_VARIANT"] = a.variant
-    rows = []
-    served = ServedArtifact(a.artifact, env=env)
-    with served as url:
-        post_json(f"{url}/tag", {"texts": texts[:4]})
-        meta = post_json(f"{url}/metadata", {})
-        workers = int(meta["workers"])
-        threads = meta["ort_threads_per_worker"] if isinstance(meta["ort_threads_per_worker"], int) else 0
-        print(f"service: {meta['variant']} on {meta['providers']}, {workers} workers x {threads or 'default'} ORT threads, "
-              f"{len(texts)} sentences, {a.per_request} per request", flush=True)
-        reference = Reference(a.artifact, meta["variant"], texts, workers, threads)
-        best, best_layout = (0.0, "-") if a.empty else reference(0)
-        if best:
-            print(f"in-process best (sorted batches of 32, {best_layout} processes x threads): {best:.1f} sentences/s",
-                  flush=True)
-        for c in [int(x) for x in a.clients.split(",")]:
-            calls0, items0 = adaptive_batches(url)
-            cpu0 = server_cpu_s(served.proc.pid)  # type: ignore[union-attr]
-            probe = HealthProbe(url, a.livez_every) if a.livez_every > 0 else None
-            with probe or contextlib.nullcontext():
-                r = load_clients(url, texts * a.passes, c, a.per_request)
-            if probe:
-                r.update(probe.summary())
-            cpu = server_cpu_s(served.proc.pid) - cpu0  # type: ignore[union-attr]
-            calls1, items1 = adaptive_batches(url)
-            calls = calls1 - calls0
-            mean_batch = (items1 - items0) / calls if calls else 1.0  # requests merged per model call
-            same, same_layout = (0.0, "-") if a.empty else reference(c * a.per_request)
-            r.update({"model_calls": calls, "mean_batch_requests": mean_batch,
-                      "in_process_best_per_s": best or None, "in_process_best_layout": best_layout,
-                      "ratio_vs_best": r["sentences_per_s"] / best if best else None,
-                      "in_process_same_in_flight_per_s": same or None, "in_process_same_in_flight_layout": same_layout,
-                      "ratio_vs_same_in_flight": r["sentences_per_s"] / same if same else None,
-                      "server_cpu_ms_per_sentence": 1000 * cpu / (len(texts) * a.passes),
-                      "client_cpu_ms_per_sentence": 1000 * r["client_cpu_s"] / (len(texts) * a.passes)})
-            rows.append(r)
-            versus = (f" = {r['ratio_vs_best'] * 100:5.1f}% of in-process best, {r['ratio_vs_same_in_flight'] * 100:5.1f}% "
-                      f"of in-process with {c * a.per_request} in flight ({same:.1f}, {same_layout})" if best else "")
-            print(f"{c:>3} clients: {r['sentences_per_s']:7.1f} sent/s " + ("" if r["steady"] else "(too short for a steady window) ")
-                  + f"(whole run {r['whole_run_sentences_per_s']:.1f}){versus}  p50 {r['p50_ms']:6.1f} ms  "
-                  f"p95 {r['p95_ms']:6.1f} ms  requests/client {r['client_requests_min_max']}  {mean_batch:.1f} requests/call  CPU ms/sentence server "
-                  f"{r['server_cpu_ms_per_sentence']:.2f} client {r['client_cpu_ms_per_sentence']:.2f}  errors {r['errors']}"
-                  + (f"  /livez p50/p99/max {r['livez_p50_ms']:.1f}/{r['livez_p99_ms']:.1f}/{r['livez_max_ms']:.1f} ms"
-                     f" ({r['livez_failures']} failed)"
-                     if "livez_p50_ms" in r else ""),
-                  flush=True)
+    cases = [(c, per) for per in pers for c in clients]
+    result = ab(a, texts, cases) if a.b_env or a.b_checkout else overhead(a, texts, cases)
     out = {"date": now(), "versions": versions(), "artifact": a.artifact, "data": a.data, "split": a.split,
-           "sentences": len(texts), "variant": meta["variant"], "providers": meta["providers"], "workers": workers,
-           "ort_threads_per_worker": threads, "in_process_best_per_s": best or None, "in_process_layouts": reference.cache,
-           "service": rows, "serve_env": a.serve_env, "per_request": a.per_request, "passes": a.passes,
+           "sentences": len(texts), **result, "serve_env": a.serve_env, "per_request": pers, "passes": a.passes,
            "empty_texts": a.empty}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, out)

@@ -43,11 +43,16 @@ def post_json(url: str, body: object, timeout: float = 60.0) -> object:
 
 
 class ServedArtifact:
-    """``with ServedArtifact(artifact) as url:`` -- a live service until the block ends."""
+    """``with ServedArtifact(artifact) as url:`` -- a live service until the block ends.
+
+    ``root``: the checkout whose service.py is served (default: this one); another one (a git
+    worktree of an older commit) lets a benchmark compare two versions of the service side by side.
+    """
 
     def __init__(self, artifact: str | Path, port: int | None = None, env: dict[str, str] | None = None,
-                 ready_timeout: float = 180.0, log_path: str | Path | None = None) -> None:
+                 ready_timeout: float = 180.0, log_path: str | Path | None = None, root: str | Path | None = None) -> None:
         self.artifact = Path(artifact).resolve()
+        self.root = Path(root).resolve() if root else ROOT
         self.port = port or free_port()
         self.env = env or {}
         self.ready_timeout = ready_timeout
@@ -60,8 +65,8 @@ class ServedArtifact:
         out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", "service:PromptBertNER", "--host", "127.0.0.1",
-             "--port", str(self.port), "--working-dir", str(ROOT)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+             "--port", str(self.port), "--working-dir", str(self.root)],
+            cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:

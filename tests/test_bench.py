@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,36 @@ def test_service_bench_empty_texts_measure_the_server_alone(tiny_artifact, tiny_
     assert data["empty_texts"] and data["in_process_best_per_s"] is None and row["ratio_vs_best"] is None
     assert row["errors"] == 0 and row["model_calls"] > 0 and row["server_cpu_ms_per_sentence"] >= 0
     assert "in-process" not in r.stdout
+
+
+def test_service_bench_ab_mode_interleaves_two_arms(tiny_artifact, tiny_corpus, tmp_path):
+    """--b-checkout serves arm B from another checkout (its own promptbert, not this one's), --b-env
+    sets its settings; the order flips every round so that drift falls on both arms alike."""
+    other = tmp_path / "checkout"
+    other.mkdir()
+    shutil.copy(ROOT / "service.py", other / "service.py")
+    shutil.copytree(ROOT / "promptbert", other / "promptbert", ignore=shutil.ignore_patterns("__pycache__"))
+    serving = other / "promptbert" / "serving.py"
+    code = serving.read_text()
+    assert "gather_yields: int = 4" in code
+    serving.write_text(code.replace("gather_yields: int = 4", "gather_yields: int = 7"))
+    out = tmp_path / "ab.json"
+    r = run("bench/service.py", "--artifact", str(tiny_artifact), "--data", str(tiny_corpus), "--split", "train",
+            "--clients", "2", "--passes", "1", "--rounds", "2", "--b-checkout", str(other),
+            "--b-env", "PROMPTBERT_INLINE_CHARS=1234", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["mode"] == "ab" and data["arms"]["B"]["checkout"] == str(other)
+    assert [(run_["round"], run_["arm"]) for run_ in data["runs"]] == [(0, "A"), (0, "B"), (1, "B"), (1, "A")]
+    limits = {run_["arm"]: (run_["served"]["limits"]["gather_yields"], run_["served"]["limits"]["inline_chars"])
+              for run_ in data["runs"]}
+    assert limits == {"A": (4, 4000), "B": (7, 1234)}
+    assert all(run_["errors"] == 0 and run_["sentences_per_s"] > 0 for run_ in data["runs"])
+    assert "| 2 x 1 |" in r.stdout and " → " in r.stdout and "in-process" not in r.stdout
+
+
+def test_service_bench_rejects_bad_arguments():
+    r = run("bench/service.py", "--artifact", "x", "--b-checkout", "/nonexistent")
+    assert r.returncode == 2 and "--b-checkout" in r.stderr and "Traceback" not in r.stderr
+    r = run("bench/service.py", "--artifact", "x", "--clients", "8,a")
+    assert r.returncode == 2 and "comma-separated integers" in r.stderr and "Traceback" not in r.stderr
