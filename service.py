@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from promptbert.errors import InputError
 from promptbert.runtime import Artifact, cuda_available
-from promptbert.serving import KeepAliveBudget, ServeConfig, SharedLoad, inline_steps
+from promptbert.serving import KeepAliveBudget, ServeConfig, SharedLoad, inline_steps, tune_gc
 
 CONFIG = ServeConfig.from_env()
 GPU = CONFIG.device == "cuda" or (CONFIG.device == "auto" and cuda_available())
@@ -110,6 +110,7 @@ class PromptBertNER:
         self._lock = threading.Lock()
         bind_apis_once(self)
         self.pipe.entities([EXAMPLE])  # warm-up: /readyz turns green only after a real inference
+        self.gc_state = tune_gc(CONFIG.gc_threshold if bentoml.server_context.worker_index else 0)  # not in to_asgi() callers
         self.ready = True
         log.info("promptbert: %s variant on %s, loaded and warmed up in %.1fs; tracing %s",
                  self.loaded.variant, self.loaded.providers, time.perf_counter() - t0, "on" if TRACING else "off")
@@ -191,6 +192,7 @@ class PromptBertNER:
             "tracing": TRACING,
             "access_log": CONFIG.access_log,
             "ort_threads_per_worker": THREADS or "ORT default",
+            "gc": self.gc_state,
             "limits": {"max_batch_size": CONFIG.max_batch_size, "max_latency_ms": CONFIG.max_latency_ms,
                        "max_items": CONFIG.max_items, "max_chars": CONFIG.max_chars, "inline_chars": CONFIG.inline_chars,
                        "gather_yields": CONFIG.gather_yields,

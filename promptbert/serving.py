@@ -7,6 +7,7 @@ service's settings come from the environment rather than from a file.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import mmap
 import os
 import random
@@ -50,13 +51,15 @@ class ServeConfig:
     tracing: str = "auto"  # OpenTelemetry spans per request: auto (on iff BentoML has a tracing exporter), on, off
     keepalive_requests: int = 100  # several workers: close 1 keep-alive connection in N, more above a fair share (KeepAliveBudget; 0: never)
     timeout_s: int = 60  # request timeout -> 504
+    gc_threshold: int = 10000  # after start-up: freeze the heap, collect the young generation every N allocations (tune_gc; 0: Python's defaults)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_latency_ms", "max_items", "max_chars", "max_batch_tokens", "max_concurrency",
                      "timeout_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1")
-        for name in ("workers", "threads", "keepalive_requests", "inline_chars", "gather_yields", "call_cost", "row_cost"):
+        for name in ("workers", "threads", "keepalive_requests", "inline_chars", "gather_yields", "call_cost", "row_cost",
+                     "gc_threshold"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -115,6 +118,24 @@ class ServeConfig:
             except ValueError:
                 raise ConfigError(f"{key}: expected {type(default).__name__}, got {raw!r}") from None
         return cls(**values)  # type: ignore[arg-type]
+
+
+def tune_gc(threshold: int) -> dict[str, Any]:
+    """Tune Python's garbage collector for serving, once the model is loaded and warmed up.
+
+    Everything alive after start-up (BentoML, pydantic's schemas, the tokenizer, the pipeline) lives
+    as long as the worker, yet each full collection walks all of it again: about 50 ms a time, every
+    3-5 s at 32 clients x 1 sentence, 1.7-3.2% of a worker's CPU in all (measured with gc.callbacks).
+    ``gc.freeze()`` moves those objects out of the collector's sight, and a young-generation
+    threshold of ``threshold`` allocations instead of 700 collects the short-lived request objects
+    less often: under 0.1% of the CPU, no full collection seen (README, Serving). 0 leaves Python's
+    defaults. Returns the collector's state, for /metadata.
+    """
+    if threshold:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(threshold, *gc.get_threshold()[1:])
+    return {"frozen_objects": gc.get_freeze_count(), "thresholds": list(gc.get_threshold())}
 
 
 def inline_steps(lengths: list[int], budget: int) -> list[list[int]]:

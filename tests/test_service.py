@@ -43,6 +43,19 @@ def test_serve_config_from_env():
     assert fixed.resolved_workers(gpu=True) == 3 and fixed.resolved_threads(3) == 2
     with pytest.raises(ConfigError, match="keepalive_requests"):
         ServeConfig(keepalive_requests=-1)
+    with pytest.raises(ConfigError, match="gc_threshold"):
+        ServeConfig.from_env({"PROMPTBERT_GC_THRESHOLD": "-5"})
+
+
+def test_tune_gc_freezes_the_heap_or_leaves_python_alone():
+    """In a fresh interpreter (the collector's state is per process): a threshold freezes what exists and
+    raises the young generation's threshold; 0 changes nothing."""
+    code = ("import gc, json; from promptbert.serving import tune_gc; before = gc.get_threshold(); "
+            "off = tune_gc(0); on = tune_gc(5000); print(json.dumps([before, off, on]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    before, off, on = json.loads(r.stdout)
+    assert off == {"frozen_objects": 0, "thresholds": before}
+    assert on["frozen_objects"] > 1000 and on["thresholds"] == [5000, *before[1:]]
     assert ServeConfig.from_env({"PROMPTBERT_GATHER_YIELDS": "0"}).gather_yields == 0 and ServeConfig().gather_yields > 0
     with pytest.raises(ConfigError, match="gather_yields"):
         ServeConfig(gather_yields=-1)
@@ -410,6 +423,8 @@ def test_real_bentoml_serve_batches_and_matches_predict(tiny_artifact):
         metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
     assert meta["variant"] == "fp32"
     assert any(int(size) > 1 for size in meta["batch_sizes_seen"]), meta["batch_sizes_seen"]
+    # The worker froze its start-up heap and collects the young generation less often (tune_gc).
+    assert meta["gc"]["frozen_objects"] > 10000 and meta["gc"]["thresholds"][0] == 10000
     assert re.search(r"bentoml_service_adaptive_batch_size_bucket\{[^}]*\} \d", metrics)
 
     def predict(items):
