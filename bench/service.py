@@ -322,6 +322,10 @@ def measure(served: ServedArtifact, url: str, texts: list[str], clients: int, pe
     return r
 
 
+def _env(pairs: list[str]) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in pairs)
+
+
 def _run_line(r: dict) -> str:
     return (f"p50 {r['p50_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  requests/client {r['client_requests_min_max']}  "
             f"{r['mean_batch_requests']:.1f} requests/call  CPU ms/sentence server {r['server_cpu_ms_per_sentence']:.2f} "
@@ -333,7 +337,7 @@ def _run_line(r: dict) -> str:
 def overhead(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int]]) -> dict:
     """The service against in-process ONNX Runtime: one serve, every case in turn."""
     rows = []
-    served = ServedArtifact(a.artifact, env=dict(kv.split("=", 1) for kv in a.serve_env))
+    served = ServedArtifact(a.artifact, env=_env(a.serve_env))
     with served as url:
         post_json(f"{url}/tag", {"texts": texts[:4]})
         meta = post_json(f"{url}/metadata", {})
@@ -374,9 +378,8 @@ def ab(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int]]) ->
     """Arm A against arm B, interleaved: each round runs every case on both arms back to back, a fresh
     serve each run, the order flipped every round (A B, then B A) so that the machine's drift
     within the hour falls on both arms alike. No in-process references: the arms are each other's."""
-    arms = {"A": ({**dict(kv.split("=", 1) for kv in a.serve_env)}, None),
-            "B": ({**dict(kv.split("=", 1) for kv in a.serve_env), **dict(kv.split("=", 1) for kv in a.b_env)},
-                  Path(a.b_checkout).resolve() if a.b_checkout else None)}
+    base = _env(a.serve_env)
+    arms = {"A": (base, None), "B": ({**base, **_env(a.b_env)}, Path(a.b_checkout).resolve() if a.b_checkout else None)}
     for name, (env, root) in arms.items():
         print(f"arm {name}: {root or ROOT} {' '.join(f'{k}={v}' for k, v in env.items()) or '(defaults)'}", flush=True)
     runs = []
@@ -393,14 +396,13 @@ def ab(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int]]) ->
                           "served": {key: meta.get(key) for key in ("variant", "providers", "workers", "limits", "gc")}})
                 runs.append(r)
                 print(f"round {k} {c:>3} x {per} {name}: {r['sentences_per_s']:7.1f} sent/s  " + _run_line(r), flush=True)
-    head = ["clients x sentences per request", *(col for col, _, _ in AB_COLUMNS if col != "/livez p50 ms" or a.livez_every > 0)]
+    columns = [col for col in AB_COLUMNS if col[1] != "livez_p50_ms" or a.livez_every > 0]
+    head = ["clients x sentences per request", *(name for name, _, _ in columns)]
     print("\n| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
     for c, per in cases:
         mine = [r for r in runs if (r["clients"], r["texts_per_request"]) == (c, per)]
         cells = [f"{c} x {per}"]
-        for col, key, fmt in AB_COLUMNS:
-            if col == "/livez p50 ms" and a.livez_every <= 0:
-                continue
+        for _, key, fmt in columns:
             arm = {n: " / ".join(fmt.format(r[key]) for r in mine if r["arm"] == n) for n in ("A", "B")}
             cells.append(f"{arm['A']} → {arm['B']}")
         print("| " + " | ".join(cells) + " |")
