@@ -13,19 +13,40 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptbert.errors import InputError
+from promptbert.constants import VARIANT_FILES
+from promptbert.errors import ArtifactError, InputError, PromptBertError
 from promptbert.runtime import Artifact, cuda_available
 from promptbert.serving import KeepAliveBudget, ServeConfig, SharedLoad, inline_steps, tune_gc
 
-CONFIG = ServeConfig.from_env()
+
+def _settings() -> ServeConfig:
+    """The settings, and the artifact checked against them. This module is imported by the serve process
+    before any worker starts: what would make every worker fail at start is caught here once, instead
+    of BentoML restarting the workers in a loop, a traceback each, with a serve that never exits."""
+    config = ServeConfig.from_env()
+    variant, _ = Artifact(config.artifact).choose(config.variant, config.device)
+    onnx = Path(config.artifact) / VARIANT_FILES[variant]
+    if not onnx.is_file():
+        raise ArtifactError(f"{onnx}: ONNX file not found (variant {variant})")
+    return config
+
+
+try:
+    CONFIG = _settings()
+except PromptBertError as exc:  # a bad PROMPTBERT_* variable or artifact: one line and exit 2
+    print(f"promptbert: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
 GPU = CONFIG.device == "cuda" or (CONFIG.device == "auto" and cuda_available())
 WORKERS = CONFIG.resolved_workers(GPU)
 THREADS = CONFIG.resolved_threads(WORKERS)

@@ -452,3 +452,21 @@ def test_a_configured_tracing_exporter_turns_tracing_on(tiny_artifact, tmp_path)
         with urllib.request.urlopen(req, timeout=60) as r:
             assert r.status == 200 and r.headers.get("x-bentoml-request-id")
         assert post_json(f"{url}/metadata", {})["tracing"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting, line", [
+    ({"PROMPTBERT_MAX_CHARS": "lots"}, "promptbert: PROMPTBERT_MAX_CHARS: expected int, got 'lots'"),
+    ({"PROMPTBERT_ARTIFACT": "/nonexistent/artifact"}, "promptbert: /nonexistent/artifact: artifact folder not found"),
+])
+def test_bad_setting_stops_bentoml_serve_with_one_line(tiny_artifact, setting, line):
+    """An SRE's typo in a PROMPTBERT_* variable or artifact path: exit 2 and one line naming it, not a loader
+    traceback, and not workers restarted in a loop by a serve that never exits."""
+    from promptbert.launch import ROOT, free_port
+
+    env = {**os.environ, "PROMPTBERT_ARTIFACT": str(tiny_artifact), "BENTOML_DO_NOT_TRACK": "true", **setting}
+    r = subprocess.run([sys.executable, "-m", "bentoml", "serve", "service:PromptBertNER", "--host", "127.0.0.1",
+                        "--port", str(free_port())], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in out
+    assert out.strip().splitlines() == [line]
