@@ -17,27 +17,24 @@ import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptbert.constants import VARIANT_FILES
-from promptbert.errors import ArtifactError, InputError, PromptBertError
+from promptbert.errors import InputError, PromptBertError
 from promptbert.runtime import Artifact, cuda_available
 from promptbert.serving import KeepAliveBudget, ServeConfig, SharedLoad, inline_steps, tune_gc
 
 
 def _settings() -> ServeConfig:
     """The settings, and the artifact checked against them. This module is imported by the serve process
-    before any worker starts: what would make every worker fail at start is caught here once, instead
-    of BentoML restarting the workers in a loop, a traceback each, with a serve that never exits."""
+    before any worker starts: what would make every worker fail at start is caught there once, instead
+    of BentoML restarting the workers in a loop, a traceback each, with a serve that never exits.
+    (A worker's own load runs the same checks: ``Artifact.pipeline``.)"""
     config = ServeConfig.from_env()
-    variant, _ = Artifact(config.artifact).choose(config.variant, config.device)
-    onnx = Path(config.artifact) / VARIANT_FILES[variant]
-    if not onnx.is_file():
-        raise ArtifactError(f"{onnx}: ONNX file not found (variant {variant})")
+    if not bentoml.server_context.worker_index:
+        Artifact(config.artifact).check(config.variant, config.device)
     return config
 
 

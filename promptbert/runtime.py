@@ -151,18 +151,28 @@ class Artifact:
                 return v, ([CUDA, CPU] if use_cuda else [CPU])
         raise ArtifactError(f"{self.folder}: no usable variant (have {', '.join(self.variants) or 'none'})")
 
+    def check(self, variant: str = "auto", device: str = "auto") -> tuple[str, list[str], Path]:
+        """Everything ``pipeline`` would refuse short of loading the model: the variant (``choose``), its
+        file and the manifest's sha256 of it, and the prompt against its trained length (``encoder``).
+        Returns the variant, the providers to ask for and the ONNX file."""
+        name, providers = self.choose(variant, device)
+        path = self.folder / C.VARIANT_FILES[name]
+        if not path.is_file():
+            raise ArtifactError(f"{path}: ONNX file not found (variant {name})")
+        expected = self.variants[name].get("sha256")
+        if expected and file_sha256(path) != expected:
+            raise ArtifactError(f"{path}: does not match the manifest's sha256 (corrupt or modified file)")
+        self.encoder()
+        return name, providers, path
+
     def pipeline(
         self, variant: str = "auto", device: str = "auto", threads: int | None = None, spinning: bool = True,
         **pipeline_kwargs: Any,
     ) -> tuple[TaggingPipeline, LoadedModel]:
         """Load one variant into a TaggingPipeline; reports the providers ORT really gave."""
-        name, providers = self.choose(variant, device)
+        name, providers, path = self.check(variant, device)
         if CUDA in providers:
             _preload_cuda()
-        path = self.folder / C.VARIANT_FILES[name]
-        expected = self.variants[name].get("sha256")
-        if expected and path.is_file() and file_sha256(path) != expected:
-            raise ArtifactError(f"{path}: does not match the manifest's sha256 (corrupt or modified file)")
         session = make_session(path, providers, threads or _env_threads(), spinning)
         got = session.get_providers()
         if CUDA in providers and CUDA not in got:

@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -458,12 +459,20 @@ def test_a_configured_tracing_exporter_turns_tracing_on(tiny_artifact, tmp_path)
 @pytest.mark.parametrize("setting, line", [
     ({"PROMPTBERT_MAX_CHARS": "lots"}, "promptbert: PROMPTBERT_MAX_CHARS: expected int, got 'lots'"),
     ({"PROMPTBERT_ARTIFACT": "/nonexistent/artifact"}, "promptbert: /nonexistent/artifact: artifact folder not found"),
+    ({"PROMPTBERT_ARTIFACT": "{broken}"},
+     "promptbert: {broken}/model_quantized.onnx: does not match the manifest's sha256 (corrupt or modified file)"),
 ])
-def test_bad_setting_stops_bentoml_serve_with_one_line(tiny_artifact, setting, line):
-    """An SRE's typo in a PROMPTBERT_* variable or artifact path: exit 2 and one line naming it, not a loader
-    traceback, and not workers restarted in a loop by a serve that never exits."""
+def test_bad_setting_stops_bentoml_serve_with_one_line(tiny_artifact, tmp_path, setting, line):
+    """An SRE's typo in a PROMPTBERT_* variable or artifact path, or a half-copied artifact: exit 2 and one
+    line naming it, not a loader traceback, and not workers restarted in a loop by a serve that never exits."""
     from promptbert.launch import ROOT, free_port
 
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_artifact, broken)
+    onnx = broken / "model_quantized.onnx"
+    onnx.write_bytes(onnx.read_bytes()[: onnx.stat().st_size // 2])  # an interrupted copy
+    setting = {k: v.format(broken=broken) for k, v in setting.items()}
+    line = line.format(broken=broken)
     env = {**os.environ, "PROMPTBERT_ARTIFACT": str(tiny_artifact), "BENTOML_DO_NOT_TRACK": "true", **setting}
     r = subprocess.run([sys.executable, "-m", "bentoml", "serve", "service:PromptBertNER", "--host", "127.0.0.1",
                         "--port", str(free_port())], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
