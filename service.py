@@ -27,13 +27,17 @@ from promptbert.runtime import Artifact, cuda_available
 from promptbert.serving import KeepAliveBudget, ServeConfig, SharedLoad, inline_steps, tune_gc
 
 
+# Set in a worker of `bentoml serve` (from 1), None in the serve process itself and in to_asgi() callers.
+WORKER_INDEX = bentoml.server_context.worker_index
+
+
 def _settings() -> ServeConfig:
     """The settings, and the artifact checked against them. This module is imported by the serve process
     before any worker starts: what would make every worker fail at start is caught there once, instead
     of BentoML restarting the workers in a loop, a traceback each, with a serve that never exits.
     (A worker's own load runs the same checks: ``Artifact.pipeline``.)"""
     config = ServeConfig.from_env()
-    if not bentoml.server_context.worker_index:
+    if not WORKER_INDEX:
         Artifact(config.artifact).check(config.variant, config.device)
     return config
 
@@ -128,7 +132,7 @@ class PromptBertNER:
         self._lock = threading.Lock()
         bind_apis_once(self)
         self.pipe.entities([EXAMPLE])  # warm-up: /readyz turns green only after a real inference
-        self.gc_state = tune_gc(CONFIG.gc_threshold if bentoml.server_context.worker_index else 0)  # not in to_asgi() callers
+        self.gc_state = tune_gc(CONFIG.gc_threshold if WORKER_INDEX else 0)  # not in to_asgi() callers
         self.ready = True
         log.info("promptbert: %s variant on %s, loaded and warmed up in %.1fs; tracing %s",
                  self.loaded.variant, self.loaded.providers, time.perf_counter() - t0, "on" if TRACING else "off")
@@ -229,11 +233,10 @@ def shared_load() -> SharedLoad | None:
     """This worker's slot in the serve's table of keep-alive connections. None outside a worker of
     `bentoml serve` (the serve process itself, to_asgi() in tests) or where the table cannot be made:
     the budget then falls back to in_flight/N."""
-    index = bentoml.server_context.worker_index
-    if not index or index > WORKERS:
+    if not WORKER_INDEX or WORKER_INDEX > WORKERS:
         return None
     try:
-        return SharedLoad.for_worker(WORKERS, index - 1)
+        return SharedLoad.for_worker(WORKERS, WORKER_INDEX - 1)
     except OSError as exc:
         log.warning("promptbert: workers do not share keep-alive counts (%s); each sheds in_flight/N", exc)
         return None

@@ -151,10 +151,10 @@ class Artifact:
                 return v, ([CUDA, CPU] if use_cuda else [CPU])
         raise ArtifactError(f"{self.folder}: no usable variant (have {', '.join(self.variants) or 'none'})")
 
-    def check(self, variant: str = "auto", device: str = "auto") -> tuple[str, list[str], Path]:
+    def check(self, variant: str = "auto", device: str = "auto") -> tuple[str, list[str], Path, PromptEncoder]:
         """Everything ``pipeline`` would refuse short of loading the model: the variant (``choose``), its
         file and the manifest's sha256 of it, and the prompt against its trained length (``encoder``).
-        Returns the variant, the providers to ask for and the ONNX file."""
+        Returns the variant, the providers to ask for, the ONNX file and the encoder."""
         name, providers = self.choose(variant, device)
         path = self.folder / C.VARIANT_FILES[name]
         if not path.is_file():
@@ -162,15 +162,14 @@ class Artifact:
         expected = self.variants[name].get("sha256")
         if expected and file_sha256(path) != expected:
             raise ArtifactError(f"{path}: does not match the manifest's sha256 (corrupt or modified file)")
-        self.encoder()
-        return name, providers, path
+        return name, providers, path, self.encoder()
 
     def pipeline(
         self, variant: str = "auto", device: str = "auto", threads: int | None = None, spinning: bool = True,
         **pipeline_kwargs: Any,
     ) -> tuple[TaggingPipeline, LoadedModel]:
         """Load one variant into a TaggingPipeline; reports the providers ORT really gave."""
-        name, providers, path = self.check(variant, device)
+        name, providers, path, encoder = self.check(variant, device)
         if CUDA in providers:
             _preload_cuda()
         session = make_session(path, providers, threads or _env_threads(), spinning)
@@ -179,7 +178,7 @@ class Artifact:
             log.warning("CUDAExecutionProvider did not come up; running %s on %s", name, got)
             if variant == "auto":  # fp16 on CPU is slow: fall back to the CPU choice
                 return self.pipeline("auto", "cpu", threads, spinning, **pipeline_kwargs)
-        pipe = onnx_pipeline(session, self.encoder(), self.labels, self.prompt_attention, **pipeline_kwargs)
+        pipe = onnx_pipeline(session, encoder, self.labels, self.prompt_attention, **pipeline_kwargs)
         return pipe, LoadedModel(name, list(got), path)
 
 
