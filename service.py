@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import sys
 import threading
@@ -20,6 +21,7 @@ from collections import Counter
 from typing import Annotated, Any, Literal
 
 import bentoml
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptbert.errors import InputError, PromptBertError
@@ -98,6 +100,36 @@ class Entity(BaseModel):
     end: int
 
 
+# Seconds of one ONNX Runtime call: ~1 ms (one short text) to ~100 ms (a 128-text batch) on 2 CPU cores.
+MODEL_CALL_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+@functools.cache
+def model_metrics() -> Any:
+    """This process's observer of model calls, for /metrics: how long each ONNX Runtime call took, how
+    many rows it ran and how much of what it computed was padding. BentoML's own metrics stop at the
+    batch; these say what share of the service's time the model takes (``bench/service.py`` reads them).
+
+    Made on first use, in the worker: prometheus_client must be imported after BentoML has set
+    ``PROMETHEUS_MULTIPROC_DIR`` there, or the workers' values never reach /metrics. Once per process.
+    """
+    from prometheus_client import Counter, Histogram
+
+    seconds = Histogram("promptbert_model_call_seconds", "Wall time of one ONNX Runtime call", buckets=MODEL_CALL_BUCKETS)
+    rows = Counter("promptbert_model_rows", "Rows (text windows) the model ran")
+    padded = Counter("promptbert_model_padded_tokens", "Tokens the model computed, padding included (rows x width)")
+    tokens = Counter("promptbert_model_tokens", "Tokens of text the model computed (padding excluded)")
+
+    def observe(arrays: dict[str, np.ndarray], elapsed: float) -> None:
+        mask = arrays["attention_mask"]
+        seconds.observe(elapsed)
+        rows.inc(mask.shape[0])
+        padded.inc(mask.size)
+        tokens.inc(int(mask.sum()))
+
+    return observe
+
+
 def bind_apis_once(instance: Any) -> None:
     """Bind each API method of the service instance once, as an instance attribute.
 
@@ -125,7 +157,7 @@ class PromptBertNER:
         self.pipe, self.loaded = self.artifact.pipeline(
             CONFIG.variant, CONFIG.device, THREADS or None, CONFIG.ort_spinning,
             max_batch_tokens=CONFIG.max_batch_tokens, max_batch_items=None,
-            call_cost=CONFIG.batch_cost(),
+            call_cost=CONFIG.batch_cost(), on_call=model_metrics(),
         )
         self.default_strategy = CONFIG.aggregation or self.artifact.manifest.get("best_aggregation", "first")
         self.batch_sizes: Counter[int] = Counter()

@@ -50,7 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from promptbert.data import load_split  # noqa: E402
-from promptbert.launch import ROOT, ServedArtifact, adaptive_batches, post_json  # noqa: E402
+from promptbert.launch import ROOT, ServedArtifact, metric_sums, post_json  # noqa: E402
 from promptbert.manifest import now, versions, write_json  # noqa: E402
 
 
@@ -240,24 +240,34 @@ def load_clients(url: str, texts: list[str], clients: int, per_request: int = 1)
 
 def _in_process_worker(artifact: str, variant: str, threads: int, texts: list[str], chunk: int, barrier: Any,
                        conn: Any) -> None:
-    """One in-process tagger: its share of the stream, timed from a start shared with its siblings."""
+    """One in-process tagger: its share of the stream, timed from a start shared with its siblings,
+    with the time its ONNX Runtime calls took (the service's /metrics counts the same)."""
     from promptbert.runtime import Artifact
+
+    calls = {"seconds": 0.0, "calls": 0, "rows": 0}
+
+    def on_call(arrays: dict, elapsed: float) -> None:
+        calls["seconds"] += elapsed
+        calls["calls"] += 1
+        calls["rows"] += len(arrays["attention_mask"])
 
     pipe, _ = Artifact(artifact).pipeline(variant, "auto", threads or None, max_batch_items=32 if chunk == 0 else None)
     pipe.entities(texts[:8])
     barrier.wait()
+    pipe.on_call = on_call
     t0 = time.perf_counter()
     if chunk == 0:
         pipe.entities(texts)  # the whole share at once: sorted by length, batches of 32
     else:
         for i in range(0, len(texts), chunk):
             pipe.entities(texts[i : i + chunk])
-    conn.send(time.perf_counter() - t0)
+    conn.send({"wall": time.perf_counter() - t0, **calls})
 
 
-def in_process(artifact: str, variant: str, texts: list[str], procs: int, threads: int, chunk: int) -> float:
+def in_process(artifact: str, variant: str, texts: list[str], procs: int, threads: int, chunk: int) -> dict:
     """Sentences/s of ``procs`` processes with ``threads`` ORT threads each (0: ORT's default), no HTTP:
-    the sum of each process's own rate, so one finishing first does not count as a drain.
+    the sum of each process's own rate, so one finishing first does not count as a drain; and the
+    milliseconds per sentence spent in ONNX Runtime calls, and rows per call.
 
     ``chunk`` 0: each takes its share at once, sorted into batches of 32 (the best regime);
     else each tags its share ``chunk`` sentences at a time in arrival order (that many in flight).
@@ -266,8 +276,10 @@ def in_process(artifact: str, variant: str, texts: list[str], procs: int, thread
 
     barrier = mp.get_context("spawn").Barrier(procs)
     shares = [texts[k::procs] for k in range(procs)]
-    walls = _in_processes(_in_process_worker, [(artifact, variant, threads, share, chunk, barrier) for share in shares])
-    return sum(len(share) / wall for share, wall in zip(shares, walls))
+    got = _in_processes(_in_process_worker, [(artifact, variant, threads, share, chunk, barrier) for share in shares])
+    return {"per_s": sum(len(share) / g["wall"] for share, g in zip(shares, got)),
+            "model_ms_per_sentence": 1000 * sum(g["seconds"] for g in got) / len(texts),
+            "rows_per_ort_call": sum(g["rows"] for g in got) / max(1, sum(g["calls"] for g in got))}
 
 
 class Reference:
@@ -277,14 +289,15 @@ class Reference:
     def __init__(self, artifact: str, variant: str, texts: list[str], workers: int, threads: int) -> None:
         self.args = (artifact, variant, texts)
         self.layouts = sorted({(1, 0), (workers, threads)})
-        self.cache: dict[int, dict[str, float]] = {}
+        self.cache: dict[int, dict[str, dict]] = {}
 
-    def __call__(self, chunk: int) -> tuple[float, str]:
+    def __call__(self, chunk: int) -> tuple[float, str, dict]:
+        """(sentences/s, layout, what in_process measured) of the faster layout."""
         if chunk not in self.cache:  # p processes with c in flight: c // p each (a layout needs one per process)
             self.cache[chunk] = {f"{p}x{t or 'default'}": in_process(*self.args, p, t, chunk // p)
                                  for p, t in self.layouts if chunk == 0 or chunk >= p}
-        best = max(self.cache[chunk], key=self.cache[chunk].__getitem__)
-        return self.cache[chunk][best], best
+        best = max(self.cache[chunk], key=lambda layout: self.cache[chunk][layout]["per_s"])
+        return self.cache[chunk][best]["per_s"], best, self.cache[chunk][best]
 
 
 def server_cpu_s(pid: int) -> float:
@@ -302,11 +315,15 @@ def server_cpu_s(pid: int) -> float:
     return total
 
 
+MODEL_SECONDS, MODEL_CALLS = "promptbert_model_call_seconds_sum", "promptbert_model_call_seconds_count"
+
+
 def measure(served: ServedArtifact, url: str, texts: list[str], clients: int, per_request: int,
             livez_every: float) -> dict:
     """One closed-loop run against a live service, with the server's side of it: CPU per sentence
-    (serve process and workers), requests merged per model call (from /metrics), /livez latency."""
-    calls0, items0 = adaptive_batches(url)
+    (serve process and workers), requests merged per batch, and from the service's own /metrics the
+    time its ONNX Runtime calls took, rows per call and padding; /livez latency."""
+    m0 = metric_sums(url)
     cpu0 = server_cpu_s(served.proc.pid)  # type: ignore[union-attr]
     probe = HealthProbe(url, livez_every) if livez_every > 0 else None
     with probe or contextlib.nullcontext():
@@ -314,11 +331,20 @@ def measure(served: ServedArtifact, url: str, texts: list[str], clients: int, pe
     if probe:
         r.update(probe.summary())
     cpu = server_cpu_s(served.proc.pid) - cpu0  # type: ignore[union-attr]
-    calls1, items1 = adaptive_batches(url)
-    calls = calls1 - calls0
-    r.update({"model_calls": calls, "mean_batch_requests": (items1 - items0) / calls if calls else 1.0,
+    m1 = metric_sums(url)
+    d = {k: m1.get(k, 0.0) - m0.get(k, 0.0) for k in m1}
+    calls = d.get("bentoml_service_adaptive_batch_size_count", 0.0)
+    ort_calls = d.get(MODEL_CALLS, 0.0)
+    r.update({"model_calls": calls,
+              "mean_batch_requests": d.get("bentoml_service_adaptive_batch_size_sum", 0.0) / calls if calls else 1.0,
               "server_cpu_ms_per_sentence": 1000 * cpu / len(texts),
-              "client_cpu_ms_per_sentence": 1000 * r["client_cpu_s"] / len(texts)})
+              "client_cpu_ms_per_sentence": 1000 * r["client_cpu_s"] / len(texts),
+              # from promptbert's own metrics (absent from a service that predates them)
+              "ort_calls": ort_calls,
+              "model_ms_per_sentence": 1000 * d.get(MODEL_SECONDS, 0.0) / len(texts) if ort_calls else None,
+              "rows_per_ort_call": d.get("promptbert_model_rows_total", 0.0) / ort_calls if ort_calls else None,
+              "padding_share": (1 - d.get("promptbert_model_tokens_total", 0.0) / d["promptbert_model_padded_tokens_total"]
+                                if d.get("promptbert_model_padded_tokens_total") else None)})
     return r
 
 
@@ -329,7 +355,10 @@ def _env(pairs: list[str]) -> dict[str, str]:
 def _run_line(r: dict) -> str:
     return (f"p50 {r['p50_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  requests/client {r['client_requests_min_max']}  "
             f"{r['mean_batch_requests']:.1f} requests/call  CPU ms/sentence server {r['server_cpu_ms_per_sentence']:.2f} "
-            f"client {r['client_cpu_ms_per_sentence']:.2f}  reconnects {r['reconnects']}  errors {r['errors']}"
+            f"client {r['client_cpu_ms_per_sentence']:.2f}"
+            + (f" (in ORT calls {r['model_ms_per_sentence']:.2f}: {r['rows_per_ort_call']:.1f} rows/call, "
+               f"{100 * r['padding_share']:.0f}% padding)" if r.get("model_ms_per_sentence") is not None else "")
+            + f"  reconnects {r['reconnects']}  errors {r['errors']}"
             + (f"  /livez p50/p99/max {r['livez_p50_ms']:.1f}/{r['livez_p99_ms']:.1f}/{r['livez_max_ms']:.1f} ms"
                f" ({r['livez_failures']} failed)" if "livez_p50_ms" in r else ""))
 
@@ -346,20 +375,26 @@ def overhead(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int
         print(f"service: {meta['variant']} on {meta['providers']}, {workers} workers x {threads or 'default'} ORT threads, "
               f"{len(texts)} sentences", flush=True)
         reference = Reference(a.artifact, meta["variant"], texts, workers, threads)
-        best, best_layout = (0.0, "-") if a.empty else reference(0)
+        best, best_layout, best_info = (0.0, "-", {}) if a.empty else reference(0)
         if best:
-            print(f"in-process best (sorted batches of 32, {best_layout} processes x threads): {best:.1f} sentences/s",
-                  flush=True)
+            print(f"in-process best (sorted batches of 32, {best_layout} processes x threads): {best:.1f} sentences/s"
+                  f" ({best_info['model_ms_per_sentence']:.2f} ms a sentence in ORT calls, {best_info['rows_per_ort_call']:.1f}"
+                  " rows/call)", flush=True)
         for c, per in cases:
             r = measure(served, url, texts * a.passes, c, per, a.livez_every)
-            same, same_layout = (0.0, "-") if a.empty else reference(c * per)
+            same, same_layout, same_info = (0.0, "-", {}) if a.empty else reference(c * per)
             r.update({"in_process_best_per_s": best or None, "in_process_best_layout": best_layout,
                       "ratio_vs_best": r["sentences_per_s"] / best if best else None,
                       "in_process_same_in_flight_per_s": same or None, "in_process_same_in_flight_layout": same_layout,
-                      "ratio_vs_same_in_flight": r["sentences_per_s"] / same if same else None})
+                      "ratio_vs_same_in_flight": r["sentences_per_s"] / same if same else None,
+                      "in_process_best_model_ms_per_sentence": best_info.get("model_ms_per_sentence"),
+                      "in_process_same_in_flight_model_ms_per_sentence": same_info.get("model_ms_per_sentence"),
+                      "in_process_same_in_flight_rows_per_ort_call": same_info.get("rows_per_ort_call")})
             rows.append(r)
             versus = (f" = {r['ratio_vs_best'] * 100:5.1f}% of in-process best, {r['ratio_vs_same_in_flight'] * 100:5.1f}% "
-                      f"of in-process with {c * per} in flight ({same:.1f}, {same_layout})" if best else "")
+                      f"of in-process with {c * per} in flight ({same:.1f}, {same_layout}; "
+                      f"{same_info['model_ms_per_sentence']:.2f} ms a sentence in ORT calls, "
+                      f"{same_info['rows_per_ort_call']:.1f} rows/call)" if best else "")
             print(f"{c:>3} clients x {per}: {r['sentences_per_s']:7.1f} sent/s "
                   + ("" if r["steady"] else "(too short for a steady window) ")
                   + f"(whole run {r['whole_run_sentences_per_s']:.1f}){versus}  " + _run_line(r), flush=True)
@@ -371,6 +406,7 @@ def overhead(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int
 AB_COLUMNS = (("sentences/s", "sentences_per_s", "{:.1f}"), ("p95 ms", "p95_ms", "{:.1f}"), ("p99 ms", "p99_ms", "{:.1f}"),
               ("requests per call", "mean_batch_requests", "{:.1f}"),
               ("server CPU ms/sentence", "server_cpu_ms_per_sentence", "{:.2f}"),
+              ("ORT ms/sentence", "model_ms_per_sentence", "{:.2f}"), ("rows per ORT call", "rows_per_ort_call", "{:.1f}"),
               ("/livez p50 ms", "livez_p50_ms", "{:.1f}"), ("reconnects", "reconnects", "{}"))
 
 
@@ -403,7 +439,8 @@ def ab(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int]]) ->
         mine = [r for r in runs if (r["clients"], r["texts_per_request"]) == (c, per)]
         cells = [f"{c} x {per}"]
         for _, key, fmt in columns:
-            arm = {n: " / ".join(fmt.format(r[key]) for r in mine if r["arm"] == n) for n in ("A", "B")}
+            arm = {n: " / ".join("-" if r.get(key) is None else fmt.format(r[key]) for r in mine if r["arm"] == n)
+                   for n in ("A", "B")}
             cells.append(f"{arm['A']} → {arm['B']}")
         print("| " + " | ".join(cells) + " |")
     print("(A → B, one value per round)")

@@ -99,21 +99,22 @@ class ServedArtifact:
         self.stop()
 
 
-def adaptive_batches(url: str, timeout: float = 10.0) -> tuple[float, float]:
-    """(model calls, requests merged into them) so far, from BentoML's /metrics histogram
-    ``bentoml_service_adaptive_batch_size`` (it counts requests per call, not texts).
-
-    Counters are summed over every label set (BentoML aggregates its workers), so the
-    difference between two readings gives the mean requests per model call over a run.
-    """
+def metric_sums(url: str, timeout: float = 10.0) -> dict[str, float]:
+    """Every sample of the service's /metrics, summed over its label sets (BentoML aggregates its
+    workers; summing the labels too gives the serve's totals): the difference between two readings
+    is what happened in between."""
     import re
 
     with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as r:
         text = r.read().decode()
-    calls = items = 0.0
-    for name, value in re.findall(r"^bentoml_service_adaptive_batch_size_(count|sum)\{[^}]*\} ([0-9.eE+-]+)$", text, re.M):
-        if name == "count":
-            calls += float(value)
-        else:
-            items += float(value)
-    return calls, items
+    sums: dict[str, float] = {}
+    for name, value in re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})? ([0-9.eE+-]+|NaN|[+-]Inf)$", text, re.M):
+        sums[name] = sums.get(name, 0.0) + float(value)
+    return sums
+
+
+def adaptive_batches(url: str, timeout: float = 10.0) -> tuple[float, float]:
+    """(model calls, requests merged into them) so far, from BentoML's /metrics histogram
+    ``bentoml_service_adaptive_batch_size`` (it counts requests per call, not texts)."""
+    sums = metric_sums(url, timeout)
+    return sums.get("bentoml_service_adaptive_batch_size_count", 0.0), sums.get("bentoml_service_adaptive_batch_size_sum", 0.0)

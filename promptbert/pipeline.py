@@ -6,6 +6,7 @@ differ only in the ``logits_fn`` they pass, so scores from either are comparable
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from .errors import InputError
 from .labels import LabelMap
 
 LogitsFn = Callable[[dict[str, np.ndarray]], np.ndarray]
+# Told of every model call: the arrays it was given and the seconds it took (wall clock).
+CallObserver = Callable[[dict[str, np.ndarray], float], None]
 
 
 class TaggingPipeline:
@@ -33,6 +36,7 @@ class TaggingPipeline:
         sort_by_length: bool = True,
         head_cached: bool = False,
         call_cost: CallCost | None = DEFAULT_CALL_COST,
+        on_call: CallObserver | None = None,
     ) -> None:
         self.encoder = encoder
         self.labels = labels
@@ -41,6 +45,7 @@ class TaggingPipeline:
         self.max_batch_items = max_batch_items
         self.sort_by_length = sort_by_length
         self.call_cost = call_cost  # see token_budget_batches
+        self.on_call = on_call  # the service counts model time, rows and padding with it (/metrics)
         # Prompt-isolated models cache the [CLS] prompt [SEP] head: the backend sees only the text part.
         self.skip = len(encoder.head_ids) if head_cached else 0
 
@@ -63,7 +68,13 @@ class TaggingPipeline:
         result: list[list[Any]] = [[[] for _ in words] for words in sentences]
         for batch in self._batches(windows):
             chunk = [windows[i] for i in batch]
-            logits = np.asarray(self.logits_fn(batch_arrays(chunk, self.encoder.pad_id, self.skip)))
+            arrays = batch_arrays(chunk, self.encoder.pad_id, self.skip)
+            if self.on_call is None:
+                logits = np.asarray(self.logits_fn(arrays))
+            else:
+                t0 = time.perf_counter()
+                logits = np.asarray(self.logits_fn(arrays))
+                self.on_call(arrays, time.perf_counter() - t0)
             probs = softmax(logits)
             for row, wi in enumerate(batch):
                 win = windows[wi]

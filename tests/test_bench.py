@@ -72,6 +72,13 @@ def test_service_bench_table_and_json(tiny_artifact, tiny_corpus, tmp_path):
     assert data["sentences"] == 8 and data["passes"] == 3 and "% of in-process best" in r.stdout
     # CPU times tick at 10 ms: a few tiny requests may read 0, so only their presence is checked.
     assert all(row["ratio_vs_same_in_flight"] > 0 and row["server_cpu_ms_per_sentence"] >= 0 for row in data["service"])
+    # The model's share, from the service's /metrics and from the in-process runs alike: every
+    # sentence of every pass ran (8 x 3 rows, one window each), in calls of at least one row.
+    assert all(row["ort_calls"] >= 1 and row["model_ms_per_sentence"] > 0 and row["rows_per_ort_call"] >= 1
+               and 0 <= row["padding_share"] < 1 and round(row["rows_per_ort_call"] * row["ort_calls"]) == 8 * 3
+               for row in data["service"])
+    assert all(row["in_process_same_in_flight_model_ms_per_sentence"] > 0 for row in data["service"])
+    assert "ms a sentence in ORT calls" in r.stdout
     # /livez was probed during each run: at least one answer, none failed.
     assert all(row["livez_probes"] >= 1 and row["livez_failures"] == 0 and 0 < row["livez_p50_ms"] <= row["livez_max_ms"]
                for row in data["service"]) and "/livez p50/p99/max" in r.stdout
@@ -87,6 +94,7 @@ def test_service_bench_empty_texts_measure_the_server_alone(tiny_artifact, tiny_
     assert data["empty_texts"] and data["in_process_best_per_s"] is None and row["ratio_vs_best"] is None
     assert row["errors"] == 0 and row["model_calls"] > 0 and row["server_cpu_ms_per_sentence"] >= 0
     assert "in-process" not in r.stdout
+    assert row["ort_calls"] == 0 and row["model_ms_per_sentence"] is None  # empty texts never reach the model
 
 
 def test_service_bench_ab_mode_interleaves_two_arms(tiny_artifact, tiny_corpus, tmp_path):

@@ -19,3 +19,15 @@ def test_texts_without_words_never_reach_the_model(tiny_artifact):
     calls.clear()
     assert pipe.entities(["", text, " "]) == [[], alone[0], []]
     assert calls == [1]  # one window: the text's
+
+
+def test_call_observer_sees_every_model_call_and_changes_no_answer(tiny_artifact):
+    """on_call (what the service's /metrics counts) is told of each call with the arrays run."""
+    pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")
+    texts = ["John Smith visited Paris.", "", "Mary met the United Nations delegation in New York on Monday.", "Hi"]
+    plain = pipe.entities(texts)
+    seen: list[tuple[tuple[int, int], int, float]] = []
+    pipe.on_call = lambda arrays, s: seen.append((arrays["attention_mask"].shape, int(arrays["attention_mask"].sum()), s))
+    assert pipe.entities(texts) == plain
+    assert sum(shape[0] for shape, _, _ in seen) == 3  # three texts with words, one window each
+    assert all(0 < real <= shape[0] * shape[1] and s > 0 for shape, real, s in seen)

@@ -406,13 +406,14 @@ def test_real_bentoml_serve_batches_and_matches_predict(tiny_artifact):
     """
     import bentoml
 
-    from promptbert.launch import ServedArtifact
+    from promptbert.launch import ServedArtifact, metric_sums
 
     # One worker: /metadata's batch counter is per worker.
     env = {"PROMPTBERT_MAX_LATENCY_MS": "5000", "PROMPTBERT_MAX_BATCH_SIZE": "16", "PROMPTBERT_VARIANT": "fp32",
            "PROMPTBERT_WORKERS": "1"}
     texts = [f"John Smith number {i} visited Paris and London with Mary Jones." for i in range(48)]
     with ServedArtifact(tiny_artifact, env=env) as url:
+        before = metric_sums(url)
         with bentoml.SyncHTTPClient(url, timeout=60) as c:
             assert c.is_ready()
             single = c.tag(texts=TEXTS)
@@ -422,7 +423,14 @@ def test_real_bentoml_serve_batches_and_matches_predict(tiny_artifact):
         import urllib.request
 
         metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+        after = metric_sums(url)
     assert meta["variant"] == "fp32"
+    # promptbert's model metrics: one row per text (each has one window), text tokens <= computed tokens.
+    grew = {k: after[k] - before.get(k, 0.0) for k in after if k.startswith("promptbert_model_")}
+    assert grew["promptbert_model_rows_total"] == len([t for t in TEXTS if t.strip()]) + len(texts)
+    assert 1 <= grew["promptbert_model_call_seconds_count"] < grew["promptbert_model_rows_total"]
+    assert 0 < grew["promptbert_model_tokens_total"] <= grew["promptbert_model_padded_tokens_total"]
+    assert grew["promptbert_model_call_seconds_sum"] > 0
     assert any(int(size) > 1 for size in meta["batch_sizes_seen"]), meta["batch_sizes_seen"]
     # The worker froze its start-up heap and collects the young generation less often (tune_gc).
     assert meta["gc"]["frozen_objects"] > 10000 and meta["gc"]["thresholds"][0] == 10000
