@@ -50,7 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from promptbert.data import load_split  # noqa: E402
-from promptbert.launch import ROOT, ServedArtifact, metric_sums, post_json  # noqa: E402
+from promptbert.launch import ROOT, ServedArtifact, metric_sums, post_json, serving_stats  # noqa: E402
 from promptbert.manifest import now, versions, write_json  # noqa: E402
 
 
@@ -315,9 +315,6 @@ def server_cpu_s(pid: int) -> float:
     return total
 
 
-MODEL_SECONDS, MODEL_CALLS = "promptbert_model_call_seconds_sum", "promptbert_model_call_seconds_count"
-
-
 def measure(served: ServedArtifact, url: str, texts: list[str], clients: int, per_request: int,
             livez_every: float) -> dict:
     """One closed-loop run against a live service, with the server's side of it: CPU per sentence
@@ -331,20 +328,10 @@ def measure(served: ServedArtifact, url: str, texts: list[str], clients: int, pe
     if probe:
         r.update(probe.summary())
     cpu = server_cpu_s(served.proc.pid) - cpu0  # type: ignore[union-attr]
-    m1 = metric_sums(url)
-    d = {k: m1.get(k, 0.0) - m0.get(k, 0.0) for k in m1}
-    calls = d.get("bentoml_service_adaptive_batch_size_count", 0.0)
-    ort_calls = d.get(MODEL_CALLS, 0.0)
-    r.update({"model_calls": calls,
-              "mean_batch_requests": d.get("bentoml_service_adaptive_batch_size_sum", 0.0) / calls if calls else 1.0,
-              "server_cpu_ms_per_sentence": 1000 * cpu / len(texts),
+    r.update(serving_stats(m0, metric_sums(url)))
+    r.update({"server_cpu_ms_per_sentence": 1000 * cpu / len(texts),
               "client_cpu_ms_per_sentence": 1000 * r["client_cpu_s"] / len(texts),
-              # from promptbert's own metrics (absent from a service that predates them)
-              "ort_calls": ort_calls,
-              "model_ms_per_sentence": 1000 * d.get(MODEL_SECONDS, 0.0) / len(texts) if ort_calls else None,
-              "rows_per_ort_call": d.get("promptbert_model_rows_total", 0.0) / ort_calls if ort_calls else None,
-              "padding_share": (1 - d.get("promptbert_model_tokens_total", 0.0) / d["promptbert_model_padded_tokens_total"]
-                                if d.get("promptbert_model_padded_tokens_total") else None)})
+              "model_ms_per_sentence": None if r["model_seconds"] is None else 1000 * r["model_seconds"] / len(texts)})
     return r
 
 

@@ -126,14 +126,14 @@ def _duration_s(d: str) -> float:
     return total + (float(num) if num else 0.0)
 
 
-def model_calls(host: str) -> tuple[float, float]:
-    """(model calls, requests merged into them) so far, from /metrics (every worker)."""
-    from promptbert.launch import adaptive_batches
+def service_metrics(host: str) -> dict[str, float]:
+    """The service's /metrics so far, summed over every worker and label set ({} without /metrics: not fatal)."""
+    from promptbert.launch import metric_sums
 
     try:
-        return adaptive_batches(host)
-    except Exception:  # no /metrics: not fatal
-        return 0.0, 0.0
+        return metric_sums(host)
+    except Exception:  # an older service, or no /metrics
+        return {}
 
 
 def batch_sizes(host: str) -> dict[str, int]:
@@ -175,12 +175,15 @@ def main(argv: list[str] | None = None) -> int:
             served = ServedArtifact(a.artifact, env=env, log_path=None)
             host = served.start()
         try:
-            calls0, merged0 = model_calls(host)
+            from promptbert.launch import serving_stats
+
+            before = service_metrics(host)
             stats = run_locust(host, out, a.users, a.spawn_rate, a.duration, a.corpus)
-            calls1, merged1 = model_calls(host)
-            calls = calls1 - calls0
-            stats["model_calls"] = calls
-            stats["requests_per_model_call"] = (merged1 - merged0) / calls if calls else 0.0
+            stats.update(serving_stats(before, service_metrics(host)))
+            merged = stats.pop("mean_batch_requests")
+            stats["requests_per_model_call"] = merged if stats["model_calls"] else 0.0
+            stats["model_ms_per_request"] = (1000 * stats["model_seconds"] / stats["requests"]
+                                             if stats["model_seconds"] is not None and stats["requests"] else None)
             stats["batch_sizes_seen"] = batch_sizes(host)
         finally:
             if served:
@@ -198,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'all':<24}{stats['requests']:>9}{stats['rps']:>8.1f}{stats['p50_ms']:>9.0f}{stats['p95_ms']:>9.0f}{stats['p99_ms']:>9.0f}")
     print(f"texts/s {stats['texts_per_s']:.1f}  failure ratio {stats['failure_ratio']:.4f}  shed ratio {stats['shed_ratio']:.4f}"
           f"  requests per model call {stats['requests_per_model_call']:.1f} ({stats['model_calls']:.0f} calls)")
+    if stats["ort_calls"]:
+        print(f"ONNX Runtime: {stats['model_ms_per_request']:.2f} ms a request in its calls, {stats['rows_per_ort_call']:.1f} rows"
+              f" per call ({stats['ort_calls']:.0f} calls), {100 * stats['padding_share']:.0f}% padding")
     print(f"reports: {out}/report.html, {out}/locust_stats.csv, {out}/summary.json")
     if missed:
         print(f"FAIL [{a.profile}]: " + "; ".join(missed))

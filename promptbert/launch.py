@@ -113,8 +113,18 @@ def metric_sums(url: str, timeout: float = 10.0) -> dict[str, float]:
     return sums
 
 
-def adaptive_batches(url: str, timeout: float = 10.0) -> tuple[float, float]:
-    """(model calls, requests merged into them) so far, from BentoML's /metrics histogram
-    ``bentoml_service_adaptive_batch_size`` (it counts requests per call, not texts)."""
-    sums = metric_sums(url, timeout)
-    return sums.get("bentoml_service_adaptive_batch_size_count", 0.0), sums.get("bentoml_service_adaptive_batch_size_sum", 0.0)
+def serving_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+    """What the service did between two ``metric_sums`` readings: BentoML's batches (requests merged
+    per batch) and, from promptbert's own counters, ONNX Runtime calls, the seconds they took, rows per
+    call and the share of padding (None where a service predates the counters or ran no model)."""
+    d = {k: after[k] - before.get(k, 0.0) for k in after}
+    batches = d.get("bentoml_service_adaptive_batch_size_count", 0.0)
+    ort = d.get("promptbert_model_call_seconds_count", 0.0)
+    padded = d.get("promptbert_model_padded_tokens_total", 0.0)
+    return {"model_calls": batches,
+            "mean_batch_requests": d.get("bentoml_service_adaptive_batch_size_sum", 0.0) / batches if batches else 1.0,
+            "ort_calls": ort,
+            "model_seconds": d.get("promptbert_model_call_seconds_sum", 0.0) if ort else None,
+            "rows_per_ort_call": d.get("promptbert_model_rows_total", 0.0) / ort if ort else None,
+            "padding_share": 1 - d.get("promptbert_model_tokens_total", 0.0) / padded if padded else None}
+

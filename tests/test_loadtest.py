@@ -43,6 +43,9 @@ def test_smoke_run_writes_reports_and_gates(tiny_artifact, tmp_path):
         assert (tmp_path / "ok" / name).is_file(), name
     summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
     assert summary["requests"] > 0 and summary["failure_ratio"] == 0 and summary["missed"] == []
+    # From the service's /metrics: its batches and, from promptbert's counters, the model's calls.
+    assert summary["model_calls"] > 0 and summary["requests_per_model_call"] >= 1
+    assert summary["ort_calls"] > 0 and summary["rows_per_ort_call"] >= 1 and summary["model_ms_per_request"] > 0
     assert strict == 1
     missed = json.loads((tmp_path / "strict" / "summary.json").read_text())["missed"]
     assert any(m.startswith("p50_ms") for m in missed)

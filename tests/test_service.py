@@ -487,3 +487,21 @@ def test_bad_setting_stops_bentoml_serve_with_one_line(tiny_artifact, tmp_path, 
     out = r.stdout + r.stderr
     assert r.returncode == 2 and "Traceback" not in out
     assert out.strip().splitlines() == [line]
+
+
+def test_serving_stats_from_two_metrics_readings():
+    """Differences of /metrics sums: requests per batch, ORT calls, rows per call, padding; None without counters."""
+    from promptbert.launch import serving_stats
+
+    before = {"bentoml_service_adaptive_batch_size_count": 10, "bentoml_service_adaptive_batch_size_sum": 20,
+              "promptbert_model_call_seconds_count": 5, "promptbert_model_call_seconds_sum": 1.0,
+              "promptbert_model_rows_total": 5, "promptbert_model_padded_tokens_total": 100, "promptbert_model_tokens_total": 90}
+    after = {"bentoml_service_adaptive_batch_size_count": 14, "bentoml_service_adaptive_batch_size_sum": 32,
+             "promptbert_model_call_seconds_count": 9, "promptbert_model_call_seconds_sum": 1.5,
+             "promptbert_model_rows_total": 17, "promptbert_model_padded_tokens_total": 300, "promptbert_model_tokens_total": 240}
+    got = serving_stats(before, after)
+    assert got["model_calls"] == 4 and got["mean_batch_requests"] == 3.0 and got["ort_calls"] == 4
+    assert got["model_seconds"] == pytest.approx(0.5) and got["rows_per_ort_call"] == 3.0
+    assert got["padding_share"] == pytest.approx(0.25)
+    older = {k: v for k, v in after.items() if k.startswith("bentoml_")}  # a service without promptbert's counters
+    assert serving_stats(before, older)["model_seconds"] is None and serving_stats(before, older)["rows_per_ort_call"] is None
