@@ -127,4 +127,3 @@ def serving_stats(before: dict[str, float], after: dict[str, float]) -> dict[str
             "model_seconds": d.get("promptbert_model_call_seconds_sum", 0.0) if ort else None,
             "rows_per_ort_call": d.get("promptbert_model_rows_total", 0.0) / ort if ort else None,
             "padding_share": 1 - d.get("promptbert_model_tokens_total", 0.0) / padded if padded else None}
-

@@ -69,11 +69,9 @@ class TaggingPipeline:
         for batch in self._batches(windows):
             chunk = [windows[i] for i in batch]
             arrays = batch_arrays(chunk, self.encoder.pad_id, self.skip)
-            if self.on_call is None:
-                logits = np.asarray(self.logits_fn(arrays))
-            else:
-                t0 = time.perf_counter()
-                logits = np.asarray(self.logits_fn(arrays))
+            t0 = time.perf_counter()
+            logits = np.asarray(self.logits_fn(arrays))
+            if self.on_call is not None:
                 self.on_call(arrays, time.perf_counter() - t0)
             probs = softmax(logits)
             for row, wi in enumerate(batch):
