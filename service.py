@@ -261,6 +261,7 @@ class PromptBertNER:
 for _api in PromptBertNER.apis.values():
     _api.output_spec.media_type = "application/json"
 
+
 def shared_load() -> SharedLoad | None:
     """This worker's slot in the serve's table of keep-alive connections. None outside a worker of
     `bentoml serve` (the serve process itself, to_asgi() in tests) or where the table cannot be made:

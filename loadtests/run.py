@@ -180,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             before = service_metrics(host)
             stats = run_locust(host, out, a.users, a.spawn_rate, a.duration, a.corpus)
             stats.update(serving_stats(before, service_metrics(host)))
-            merged = stats.pop("mean_batch_requests")
-            stats["requests_per_model_call"] = merged if stats["model_calls"] else 0.0
+            stats["requests_per_model_call"] = stats.pop("mean_batch_requests")
             stats["model_ms_per_request"] = (1000 * stats["model_seconds"] / stats["requests"]
                                              if stats["model_seconds"] is not None and stats["requests"] else None)
             stats["batch_sizes_seen"] = batch_sizes(host)

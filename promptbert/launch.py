@@ -122,7 +122,7 @@ def serving_stats(before: dict[str, float], after: dict[str, float]) -> dict[str
     ort = d.get("promptbert_model_call_seconds_count", 0.0)
     padded = d.get("promptbert_model_padded_tokens_total", 0.0)
     return {"model_calls": batches,
-            "mean_batch_requests": d.get("bentoml_service_adaptive_batch_size_sum", 0.0) / batches if batches else 1.0,
+            "mean_batch_requests": d.get("bentoml_service_adaptive_batch_size_sum", 0.0) / batches if batches else 0.0,
             "ort_calls": ort,
             "model_seconds": d.get("promptbert_model_call_seconds_sum", 0.0) if ort else None,
             "rows_per_ort_call": d.get("promptbert_model_rows_total", 0.0) / ort if ort else None,

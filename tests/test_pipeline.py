@@ -6,13 +6,7 @@ from promptbert.runtime import Artifact
 def test_texts_without_words_never_reach_the_model(tiny_artifact):
     pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")
     calls: list[int] = []
-    model = pipe.logits_fn
-
-    def counting(arrays):
-        calls.append(len(arrays["input_ids"]))
-        return model(arrays)
-
-    pipe.logits_fn = counting
+    pipe.on_call = lambda arrays, _: calls.append(len(arrays["input_ids"]))
     assert pipe.entities(["", "   ", "\n\t"]) == [[], [], []] and calls == []
     text = "John Smith visited Paris."
     alone = pipe.entities([text])
