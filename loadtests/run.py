@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from promptbert import config as cfg  # noqa: E402
 from promptbert.errors import ConfigError, PromptBertError  # noqa: E402
+from promptbert.launch import ServedArtifact, metric_sums, post_json, serving_stats  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,6 @@ def _duration_s(d: str) -> float:
 
 def service_metrics(host: str) -> dict[str, float]:
     """The service's /metrics so far, summed over every worker and label set ({} without /metrics: not fatal)."""
-    from promptbert.launch import metric_sums
-
     try:
         return metric_sums(host)
     except Exception:  # an older service, or no /metrics
@@ -138,8 +137,6 @@ def service_metrics(host: str) -> dict[str, float]:
 
 def batch_sizes(host: str) -> dict[str, int]:
     """Adaptive batch sizes seen by the worker that answers /metadata (one worker's sample when there are several)."""
-    from promptbert.launch import post_json
-
     try:
         return post_json(f"{host}/metadata", {}, timeout=10)["batch_sizes_seen"]
     except Exception:  # an older service without /metadata: not fatal
@@ -169,14 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         served = None
         host = a.host
         if a.artifact:
-            from promptbert.launch import ServedArtifact
-
             env = dict(kv.split("=", 1) for kv in a.serve_env)
             served = ServedArtifact(a.artifact, env=env, log_path=None)
             host = served.start()
         try:
-            from promptbert.launch import serving_stats
-
             before = service_metrics(host)
             stats = run_locust(host, out, a.users, a.spawn_rate, a.duration, a.corpus)
             stats.update(serving_stats(before, service_metrics(host)))
