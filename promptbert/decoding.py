@@ -7,6 +7,8 @@ tokens of segment B only, and its entity grouping (``group_entities``).
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,7 @@ def aggregate_word(rows: np.ndarray, strategy: str) -> tuple[int, float]:
     return idx, float(probs[idx])
 
 
+@functools.cache
 def _tag(label: str) -> tuple[str, str]:
     if label.startswith("B-"):
         return "B", label[2:]
@@ -64,7 +67,7 @@ def group_units(units: list[tuple[str, float, int, int]]) -> list[tuple[str, flo
     def flush() -> None:
         if current:
             _, etype = _tag(current[0][0])
-            score = float(np.mean([u[1] for u in current]))
+            score = math.fsum(u[1] for u in current) / len(current)  # the mean, without np.mean's ~5 µs a call
             groups.append((etype, score, current[0][2], current[-1][3]))
             current.clear()
 

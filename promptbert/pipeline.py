@@ -14,7 +14,7 @@ import numpy as np
 
 from .data import split_words
 from .decoding import aggregate_word, check_strategy, entities_from_groups, group_units, softmax
-from .encoding import DEFAULT_CALL_COST, CallCost, PromptEncoder, Window, batch_arrays, token_budget_batches
+from .encoding import DEFAULT_CALL_COST, CallCost, PromptEncoder, Window, batch_arrays, piece_spans, token_budget_batches
 from .errors import InputError
 from .labels import LabelMap
 
@@ -77,9 +77,8 @@ class TaggingPipeline:
             for row, wi in enumerate(batch):
                 win = windows[wi]
                 words_out = result[owner[wi]]
-                tw = np.asarray(win.token_word[self.skip :])
-                for w in range(win.own_start, win.own_end):
-                    words_out[w] = probs[row, : len(tw)][tw == w]
+                for w, (a, b) in piece_spans(win.token_word, self.skip, win.own_start, win.own_end).items():
+                    words_out[w] = probs[row, a:b]
         return result  # type: ignore[return-value]
 
     def word_tags(self, sentences: Sequence[Sequence[str]], strategy: str = "first") -> list[list[tuple[str, float]]]:

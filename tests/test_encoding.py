@@ -9,6 +9,7 @@ from promptbert.encoding import (
     PromptEncoder,
     batch_arrays,
     load_tokenizer,
+    piece_spans,
     token_budget_batches,
 )
 from promptbert.errors import ConfigError
@@ -57,7 +58,46 @@ def test_no_prompt_uses_single_segment(tok):
 def test_unknown_or_empty_word_still_gets_a_piece(tok):
     enc = encoder(tok)
     pieces = enc.word_pieces(["\u200b", "qqqq", "john"])
-    assert pieces[0] == [enc.unk_id] and len(pieces) == 3
+    assert pieces[0] == (enc.unk_id,) and len(pieces) == 3
+
+
+class CountingTokenizer:
+    """The tokenizer, counting the words it is asked to encode."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.words = tokenizer, 0
+
+    def encode(self, words, **kw):
+        self.words += len(words)
+        return self.tokenizer.encode(words, **kw)
+
+
+def test_cached_pieces_equal_the_tokenizers_and_stay_bounded(tok, monkeypatch):
+    import promptbert.encoding as encoding
+
+    monkeypatch.setattr(encoding, "PIECE_CACHE_WORDS", 6)
+    enc = encoder(tok)
+    raw = enc.tokenizer
+    enc.tokenizer = counting = CountingTokenizer(raw)
+
+    def alone(word):  # what the tokenizer gives the word with no neighbours
+        return tuple(raw.encode([word], is_pretokenized=True, add_special_tokens=False).ids) or (enc.unk_id,)
+
+    texts = [["washington", "met", "mcdonald", "."], ["met", "john", "in", "washington", "qqqq", "\u200b"],
+             ["a", "b", "c", "d", "e", "f", "g", "a"], ["washington", "met", "washington"]]
+    for words in texts:
+        assert enc.word_pieces(words) == [alone(w) for w in words]
+        assert len(enc._pieces) <= max(6, len(set(words)))
+    asked = counting.words
+    assert enc.word_pieces(["washington", "met"]) == [alone("washington"), alone("met")]
+    assert counting.words == asked  # both were cached by the last text: no tokenizer call
+
+
+def test_piece_spans_cover_each_owned_word_in_model_row_coordinates():
+    token_word = [-1, -1, -1, 0, 0, 1, 2, 2, 2, -1]  # a 3-token head, 3 words, [SEP]
+    assert piece_spans(token_word, 3, 0, 3) == {0: (0, 2), 1: (2, 3), 2: (3, 6)}
+    assert piece_spans(token_word, 3, 1, 2) == {1: (2, 3)}
+    assert piece_spans(token_word, 0, 2, 3) == {2: (6, 9)}
 
 
 @pytest.mark.parametrize("n_words", [1, 40, 137, 500])
