@@ -93,6 +93,23 @@ def test_cached_pieces_equal_the_tokenizers_and_stay_bounded(tok, monkeypatch):
     assert counting.words == asked  # both were cached by the last text: no tokenizer call
 
 
+def test_pieces_do_not_depend_on_the_cache_after_reading_it(tok):
+    """The service tags long texts in a thread while the event loop tags others: the cache may be
+    cleared between a call's lookups and its answer (simulated here from inside the tokenizer)."""
+    enc = encoder(tok)
+    raw = enc.tokenizer
+    want = enc.word_pieces(["washington", "met", "john"])
+
+    class ClearingTokenizer:
+        def encode(self, words, **kw):
+            enc._pieces.clear()
+            return raw.encode(words, **kw)
+
+    enc._pieces.pop("john")
+    enc.tokenizer = ClearingTokenizer()
+    assert enc.word_pieces(["washington", "met", "john"]) == want
+
+
 def test_piece_spans_cover_each_owned_word_in_model_row_coordinates():
     token_word = [-1, -1, -1, 0, 0, 1, 2, 2, 2, -1]  # a 3-token head, 3 words, [SEP]
     assert piece_spans(token_word, 3, 0, 3) == {0: (0, 2), 1: (2, 3), 2: (3, 6)}
