@@ -10,10 +10,12 @@ the artifact folder appears.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from promptbert.errors import ArtifactError
 from promptbert.manifest import atomic_dir, folder_fingerprint, folder_hashes, now, read_json, versions, write_json
 from promptbert.pipeline import TaggingPipeline
 from promptbert.prompt import fingerprint
-from promptbert.runtime import CPU, make_session, onnx_pipeline
+from promptbert.runtime import CPU, cuda_available, make_session, onnx_pipeline
 
 from .config import ExportConfig, QuantCandidate, detect_isa
 
@@ -80,6 +82,46 @@ def _onnx_export_isolated(tagger: Any, model_dir: Path, out: Path, opset: int) -
     return path
 
 
+@contextlib.contextmanager
+def _gpu_target_without_gpu() -> Iterator[None]:
+    """Optimizing for the GPU, ONNX Runtime opens a session on the CUDA provider. With no GPU it
+    prints a red library-load error and falls back to the CPU, which writes the same graph (the fp16
+    file is byte-identical either way). Silenced only where ``cuda_available()`` says there is no GPU:
+    where there is one, the error is real. ORT has no getter, so its default level (2) is restored."""
+    import onnxruntime as ort
+
+    if cuda_available():
+        yield
+        return
+    ort.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(2)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+@contextlib.contextmanager
+def _no_preprocessing_hint() -> Iterator[None]:
+    """ORT's quantizer advises its pre-processing (shape inference + its own optimizations) on the root
+    logger at every call; the export quantizes graphs that are ORT-optimized on purpose (or the raw
+    export, deliberately), so the advice is noise in the export's report."""
+    hint = _DropMessage("Please consider to run pre-processing before quantization")
+    logging.getLogger().addFilter(hint)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(hint)
+
+
 def _optimize(onnx_dir: Path, out: Path, level: int, fp16: bool = False, skip_layer_norm: bool = True) -> Path:
     """Optimum's ORT optimizer; ``skip_layer_norm=False`` leaves residual Add + LayerNorm unfused (see ExportConfig)."""
     from optimum.onnxruntime import ORTOptimizer
@@ -89,7 +131,8 @@ def _optimize(onnx_dir: Path, out: Path, level: int, fp16: bool = False, skip_la
     unfused = not (skip_layer_norm or fp16)
     conf = OptimizationConfig(optimization_level=level, optimize_for_gpu=fp16, fp16=fp16,
                               disable_skip_layer_norm_fusion=unfused, disable_bias_skip_layer_norm_fusion=unfused)
-    optimizer.optimize(conf, out)
+    with _gpu_target_without_gpu() if fp16 else contextlib.nullcontext():
+        optimizer.optimize(conf, out)
     return out / "model_optimized.onnx"
 
 
@@ -98,7 +141,8 @@ def _fp16_keep(raw: Path, out: Path, keep: tuple[str, ...], config_json: Path) -
     from onnxruntime.transformers.optimizer import optimize_model
 
     hf = json.loads(config_json.read_text(encoding="utf-8"))
-    model = optimize_model(str(raw), "bert", hf["num_attention_heads"], hf["hidden_size"], opt_level=1, use_gpu=True)
+    with _gpu_target_without_gpu():
+        model = optimize_model(str(raw), "bert", hf["num_attention_heads"], hf["hidden_size"], opt_level=1, use_gpu=True)
     block = [n.name for n in model.model.graph.node if any(k in n.name for k in keep)]
     model.convert_float_to_float16(keep_io_types=True, node_block_list=block)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,7 +164,8 @@ def quant_config(candidate: QuantCandidate, isa: str, node_names: list[str]) -> 
 def _quantize(onnx_dir: Path, out: Path, qconfig: Any) -> Path:
     from optimum.onnxruntime import ORTQuantizer
 
-    ORTQuantizer.from_pretrained(onnx_dir, file_name="model.onnx").quantize(qconfig, out)
+    with _no_preprocessing_hint():
+        ORTQuantizer.from_pretrained(onnx_dir, file_name="model.onnx").quantize(qconfig, out)
     return out / "model_quantized.onnx"
 
 
@@ -137,12 +182,13 @@ def quantize_fused(fused: Path, out: Path, qconfig: Any) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "model_quantized.onnx"
     ops = [getattr(o, "value", o) for o in qconfig.operators_to_quantize]
-    quantize_dynamic(str(fused), str(path), per_channel=qconfig.per_channel, reduce_range=qconfig.reduce_range,
-                     weight_type=QuantType.QInt8 if qconfig.weights_dtype == QuantType.QInt8 else QuantType.QUInt8,
-                     op_types_to_quantize=ops, nodes_to_exclude=list(qconfig.nodes_to_exclude),
-                     extra_options={"WeightSymmetric": qconfig.weights_symmetric,
-                                    "ActivationSymmetric": qconfig.activations_symmetric,
-                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
+    with _no_preprocessing_hint():
+        quantize_dynamic(str(fused), str(path), per_channel=qconfig.per_channel, reduce_range=qconfig.reduce_range,
+                         weight_type=QuantType.QInt8 if qconfig.weights_dtype == QuantType.QInt8 else QuantType.QUInt8,
+                         op_types_to_quantize=ops, nodes_to_exclude=list(qconfig.nodes_to_exclude),
+                         extra_options={"WeightSymmetric": qconfig.weights_symmetric,
+                                        "ActivationSymmetric": qconfig.activations_symmetric,
+                                        "DefaultTensorType": onnx.TensorProto.FLOAT})
     from optimum.onnxruntime.configuration import ORTConfig
 
     ORTConfig(quantization=qconfig).save_pretrained(out)  # the same ort_config.json ORTQuantizer writes

@@ -55,6 +55,30 @@ def test_skip_layer_norm_fusion_follows_the_config(tiny_artifact, tmp_path, fuse
     assert "SkipLayerNormalization" in count_ops(_optimize(tiny_artifact, tmp_path / "gpu", 1, fp16=True, skip_layer_norm=False))
 
 
+def test_export_report_is_free_of_onnx_runtime_noise(tiny_artifact, tmp_path):
+    """Without a GPU, building the fp16 graph printed ORT's red CUDA library-load error, and every
+    quantization the quantizer's pre-processing advice: neither says anything about this export.
+    A fresh process, since ORT may print the load error only once per process."""
+    from promptbert.runtime import cuda_available
+
+    if cuda_available():
+        pytest.skip("a GPU is present: a CUDA load error there is real and stays visible")
+    code = f"""
+from pathlib import Path
+from export.config import ExportConfig
+from export.onnx_export import _optimize, node_names, quant_config, quantize_fused
+art, out = Path({str(tiny_artifact)!r}), Path({str(tmp_path)!r})
+_optimize(art, out / "gpu", 1, fp16=True)
+fused = _optimize(art, out / "cpu", 2)
+quantize_fused(fused, out / "q", quant_config(ExportConfig().quant_ladder[0], "avx512", node_names(fused)))
+print("done")
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "done", run.stderr[-2000:]
+    assert "CUDA" not in run.stderr and "pre-processing" not in run.stderr, run.stderr[-2000:]
+    assert (tmp_path / "gpu" / "model_optimized.onnx").is_file() and (tmp_path / "q" / "model_quantized.onnx").is_file()
+
+
 def test_fp32_parity_within_tolerance(tiny_artifact):
     p = json.loads((tiny_artifact / C.PARITY).read_text())
     fp = p["fp32_vs_pytorch"]
