@@ -100,21 +100,14 @@ def _gpu_target_without_gpu() -> Iterator[None]:
         ort.set_default_logger_severity(2)
 
 
-class _DropMessage(logging.Filter):
-    def __init__(self, start: str) -> None:
-        super().__init__()
-        self.start = start
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.start)
-
-
 @contextlib.contextmanager
 def _no_preprocessing_hint() -> Iterator[None]:
     """ORT's quantizer advises its pre-processing (shape inference + its own optimizations) on the root
     logger at every call; the export quantizes graphs that are ORT-optimized on purpose (or the raw
     export, deliberately), so the advice is noise in the export's report."""
-    hint = _DropMessage("Please consider to run pre-processing before quantization")
+    def hint(record: logging.LogRecord) -> bool:  # a callable is a filter (logging, Python 3.2+)
+        return not record.getMessage().startswith("Please consider to run pre-processing before quantization")
+
     logging.getLogger().addFilter(hint)
     try:
         yield
