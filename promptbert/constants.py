@@ -19,6 +19,9 @@ VARIANT_FILES = {
     "int8": "model_quantized.onnx",
     "fp16": "model_fp16.onnx",
 }
+# Built for the CPU: dynamic int8 has no CUDA kernels (ORT would run it node by node on the CPU
+# behind the CUDA provider, with copies). Asked for by name with device auto, it runs on the CPU.
+CPU_ONLY_VARIANTS = frozenset({"int8"})
 
 # Written by `promptbert train`; its presence is how we recognise a model folder.
 MODEL_FOLDER_KIND = "promptbert-model"

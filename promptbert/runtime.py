@@ -136,13 +136,16 @@ class Artifact:
         return enc
 
     def choose(self, variant: str = "auto", device: str = "auto") -> tuple[str, list[str]]:
-        """Variant and providers: CUDA + fp16/fp32 when a GPU is there, else CPU + int8 (if it passed its gate)."""
+        """Variant and providers: CUDA + fp16/fp32 when a GPU is there, else CPU + int8 (if it passed its gate).
+        A variant named with device auto runs where it was built for: int8 on the CPU even beside a GPU."""
         use_cuda = device == "cuda" or (device == "auto" and cuda_available())
         if variant != "auto":
             if variant not in C.VARIANT_FILES:
                 raise ArtifactError(f"variant: unknown {variant!r} (one of {', '.join(C.VARIANT_FILES)})")
             if variant not in self.variants:
                 raise ArtifactError(f"{self.folder}: has no {variant!r} variant (has {', '.join(self.variants)})")
+            if device == "auto" and variant in C.CPU_ONLY_VARIANTS:
+                use_cuda = False
             return variant, ([CUDA, CPU] if use_cuda else [CPU])
         prefs = ["fp16", "fp32"] if use_cuda else ["int8", "optimized", "fp32"]
         for v in prefs:

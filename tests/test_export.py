@@ -252,3 +252,17 @@ def test_int8_gate_failure_and_allow_degraded(tiny_model, tmp_path):
     assert m["variants"]["int8"]["passed"] is False and not m["parity"]["int8_vs_fp32"]["passed"]
     assert len(m["parity"]["int8_vs_fp32"]["candidates"]) == len(ExportConfig().quant_ladder)
     assert Artifact(tmp_path / "degraded").choose("auto", "cpu")[0] == "fp32"
+
+
+def test_device_choice_beside_a_gpu(tiny_artifact, monkeypatch):
+    """Beside a GPU, auto serves fp16 on CUDA; int8 asked for by name stays on the CPU it was built for
+    (dynamic int8 has no CUDA kernels), unless the CUDA provider is asked for by name too."""
+    from promptbert import runtime
+
+    monkeypatch.setattr(runtime, "cuda_available", lambda: True)
+    art = Artifact(tiny_artifact)
+    assert art.choose() == ("fp16", [runtime.CUDA, runtime.CPU])
+    assert art.choose("int8") == ("int8", [runtime.CPU])
+    assert art.choose("int8", "cuda") == ("int8", [runtime.CUDA, runtime.CPU])
+    assert art.choose("fp32") == ("fp32", [runtime.CUDA, runtime.CPU])
+    assert art.choose("auto", "cpu") == ("int8", [runtime.CPU])

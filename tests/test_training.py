@@ -23,6 +23,11 @@ def test_model_folder_is_complete(tiny_model, tiny_prompt):
     assert set(m["data_files"]) and all(len(h) == 64 for h in m["data_files"].values())
     assert m["config"]["max_steps"] == 2 and m["training"]["steps"] == 2
     assert {"torch", "transformers", "promptbert"} <= set(m["versions"])
+    import torch  # where it trained: beside a GPU on CUDA in bf16 (fp16 where bf16 is not), by itself; else CPU fp32
+
+    gpu = torch.cuda.is_available()
+    expected = ("cuda", "bf16" if torch.cuda.is_bf16_supported() else "fp16") if gpu else ("cpu", "fp32")
+    assert (m["training"]["device"], m["training"]["precision"]) == expected
     metrics = json.loads((tiny_model / C.METRICS).read_text())
     assert set(metrics) == {"dev", "test"} and "micro avg" in metrics["dev"]
     cfg = json.loads((tiny_model / "config.json").read_text())
