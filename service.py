@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptbert.errors import InputError, PromptBertError
-from promptbert.runtime import Artifact, cuda_available
+from promptbert.runtime import CUDA, Artifact, cuda_available
 from promptbert.serving import KeepAliveBudget, ServeConfig, SharedLoad, inline_steps, tune_gc
 
 
@@ -157,8 +157,9 @@ class PromptBertNER:
         self.pipe, self.loaded = self.artifact.pipeline(
             CONFIG.variant, CONFIG.device, THREADS or None, CONFIG.ort_spinning,
             max_batch_tokens=CONFIG.max_batch_tokens, max_batch_items=None,
-            call_cost=CONFIG.batch_cost(), on_call=model_metrics(),
+            on_call=model_metrics(),
         )
+        self.pipe.call_cost = CONFIG.batch_cost(gpu=CUDA in self.loaded.providers)  # what ORT really gave
         self.default_strategy = CONFIG.aggregation or self.artifact.manifest.get("best_aggregation", "first")
         self.batch_sizes: Counter[int] = Counter()
         self._lock = threading.Lock()
@@ -251,7 +252,8 @@ class PromptBertNER:
                        "max_items": CONFIG.max_items, "max_chars": CONFIG.max_chars, "inline_chars": CONFIG.inline_chars,
                        "gather_yields": CONFIG.gather_yields,
                        "keepalive_requests": KEEPALIVE_REQUESTS},
-            "call_cost": dataclasses.asdict(self.pipe.call_cost),  # what the pipeline really uses
+            # what the pipeline really uses; null: each call filled up to max_batch_tokens (the GPU's default)
+            "call_cost": dataclasses.asdict(self.pipe.call_cost) if self.pipe.call_cost else None,
             "batch_sizes_seen": sizes,
         }
 

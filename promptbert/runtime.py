@@ -16,7 +16,7 @@ import numpy as np
 
 from . import constants as C
 from .data import file_sha256
-from .encoding import PromptEncoder, load_tokenizer
+from .encoding import PromptEncoder, default_call_cost, load_tokenizer
 from .errors import ArtifactError
 from .labels import LabelMap
 from .manifest import read_json
@@ -181,6 +181,8 @@ class Artifact:
             log.warning("CUDAExecutionProvider did not come up; running %s on %s", name, got)
             if variant == "auto":  # fp16 on CPU is slow: fall back to the CPU choice
                 return self.pipeline("auto", "cpu", threads, spinning, **pipeline_kwargs)
+        if "call_cost" not in pipeline_kwargs:  # how a batch is cut into ORT calls depends on the device
+            pipeline_kwargs["call_cost"] = default_call_cost(gpu=CUDA in got)
         pipe = onnx_pipeline(session, encoder, self.labels, self.prompt_attention, **pipeline_kwargs)
         return pipe, LoadedModel(name, list(got), path)
 

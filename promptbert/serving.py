@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .decoding import STRATEGIES
-from .encoding import DEFAULT_CALL_COST, CallCost
+from .encoding import DEFAULT_CALL_COST, CallCost, default_call_cost
 from .errors import ConfigError
 
 ENV_PREFIX = "PROMPTBERT_"
 AUTO_MAX_WORKERS = 8  # a memory guard, not a measured optimum (measured only on 2 cores)
+AUTO_GPU_WORKERS = 4  # one GPU shared by this many workers: measured against 1 on an H200 (resolved_workers)
 BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -38,10 +39,10 @@ class ServeConfig:
     max_items: int = 64  # most texts in one request
     max_chars: int = 10000  # most characters in one text
     max_batch_tokens: int = 8192  # token budget of one ONNX Runtime call inside a batch
-    call_cost: float = DEFAULT_CALL_COST.per_call  # fixed cost of one ORT call, in padded tokens (encoding.CallCost)
-    row_cost: float = DEFAULT_CALL_COST.per_row  # fixed cost of one text in a call, in padded tokens
+    call_cost: float = -1.0  # fixed cost of one ORT call, in padded tokens (encoding.CallCost); -1: auto (batch_cost)
+    row_cost: float = -1.0  # fixed cost of one text in a call, in padded tokens; -1: auto
     threads: int = 0  # ORT intra-op threads per worker (0: auto -- 1 with several workers, else ORT's default)
-    workers: int = 0  # service processes, each with its own model (0: auto -- one per core on CPU, 1 on a GPU)
+    workers: int = 0  # service processes, each with its own model (0: auto -- one per core on CPU, 4 on a GPU)
     ort_spinning: bool = False  # let ORT threads busy-wait between runs (faster alone, steals CPU from the HTTP loop)
     aggregation: str = ""  # default strategy; empty = the one that scored best at export
     max_concurrency: int = 256  # past this many in-flight requests -> 429
@@ -58,10 +59,12 @@ class ServeConfig:
                      "timeout_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1")
-        for name in ("workers", "threads", "keepalive_requests", "inline_chars", "gather_yields", "call_cost", "row_cost",
-                     "gc_threshold"):
+        for name in ("workers", "threads", "keepalive_requests", "inline_chars", "gather_yields", "gc_threshold"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0")
+        for name in ("call_cost", "row_cost"):
+            if getattr(self, name) < 0 and getattr(self, name) != -1:
+                raise ConfigError(f"{name}: must be >= 0, or -1 for auto")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device: must be auto, cpu or cuda, got {self.device!r}")
         if self.tracing not in ("auto", "on", "off"):
@@ -69,18 +72,25 @@ class ServeConfig:
         if self.aggregation and self.aggregation not in STRATEGIES:
             raise ConfigError(f"aggregation: must be one of {', '.join(STRATEGIES)}")
 
-    def batch_cost(self) -> CallCost:
-        """The cost model that cuts a batch into ONNX Runtime calls (encoding.token_budget_batches)."""
-        return CallCost(self.call_cost, self.row_cost)
+    def batch_cost(self, gpu: bool) -> CallCost | None:
+        """The cost model that cuts a batch into ONNX Runtime calls (encoding.token_budget_batches).
+        Auto (both -1) is the device's own (encoding.default_call_cost: on a GPU no cut below the token
+        budget); a value set alone completes the CPU's model."""
+        if self.call_cost < 0 and self.row_cost < 0:
+            return default_call_cost(gpu)
+        return CallCost(DEFAULT_CALL_COST.per_call if self.call_cost < 0 else self.call_cost,
+                        DEFAULT_CALL_COST.per_row if self.row_cost < 0 else self.row_cost)
 
     def resolved_workers(self, gpu: bool) -> int:
         """On CPU one worker per core, each with one ORT thread: the HTTP/JSON side of every request then
         runs in parallel too (2 cores: 1.7x the throughput of one worker with 2 threads at 8 clients).
         Auto stops at AUTO_MAX_WORKERS: each worker holds its own model (about 215 MiB resident with the
-        int8 CoNLL artifact). On a GPU one worker, so one model copy feeds the device."""
+        int8 CoNLL artifact). On a GPU the device is seldom the limit, the Python side of each request is:
+        four workers share it (H200, 16 cores, fp16 CoNLL artifact: 1.8x the sentences/s of one worker at
+        8 clients x 1 sentence, 2.0x at 32; more than four not measured), at most one per core."""
         if self.workers:
             return self.workers
-        return 1 if gpu else max(1, min(AUTO_MAX_WORKERS, os.cpu_count() or 1))
+        return max(1, min(AUTO_GPU_WORKERS if gpu else AUTO_MAX_WORKERS, os.cpu_count() or 1))
 
     def resolved_threads(self, workers: int) -> int:
         """ORT intra-op threads per worker (0 = ORT's default, one per core)."""

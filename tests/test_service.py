@@ -37,10 +37,10 @@ def test_serve_config_from_env():
         ServeConfig.from_env({"PROMPTBERT_ORT_SPINNING": "maybe"})
     with pytest.raises(ConfigError, match="workers"):
         ServeConfig.from_env({"PROMPTBERT_WORKERS": "-1"})
-    # Auto: one worker per core with one ORT thread each on CPU; one worker on a GPU; explicit values win.
+    # Auto: one worker per core with one ORT thread each on CPU; four sharing a GPU; explicit values win.
     auto = ServeConfig()
     cores = min(os.cpu_count() or 1, 8)
-    assert auto.resolved_workers(gpu=False) == cores and auto.resolved_workers(gpu=True) == 1
+    assert auto.resolved_workers(gpu=False) == cores and auto.resolved_workers(gpu=True) == min(cores, 4)
     assert auto.resolved_threads(cores) == (1 if cores > 1 else 0) and auto.resolved_threads(1) == 0
     fixed = ServeConfig(workers=3, threads=2)
     assert fixed.resolved_workers(gpu=True) == 3 and fixed.resolved_threads(3) == 2
@@ -68,9 +68,13 @@ def test_tune_gc_freezes_the_heap_or_leaves_python_alone():
     with pytest.raises(ConfigError, match="tracing: must be auto, on or off"):
         ServeConfig.from_env({"PROMPTBERT_TRACING": "yes"})
     # The cost model that cuts a batch into ORT calls: per call and per row, in padded tokens.
-    assert ServeConfig.from_env({"PROMPTBERT_CALL_COST": "200", "PROMPTBERT_ROW_COST": "0"}).batch_cost() == CallCost(200.0, 0.0)
-    with pytest.raises(ConfigError, match="call_cost"):
-        ServeConfig.from_env({"PROMPTBERT_CALL_COST": "-1"})
+    # Auto (unset): the device's own (on a GPU no cut below the token budget); one value set completes the CPU's.
+    set_both = ServeConfig.from_env({"PROMPTBERT_CALL_COST": "200", "PROMPTBERT_ROW_COST": "0"})
+    assert set_both.batch_cost(gpu=False) == set_both.batch_cost(gpu=True) == CallCost(200.0, 0.0)
+    assert ServeConfig().batch_cost(gpu=False) == DEFAULT_CALL_COST and ServeConfig().batch_cost(gpu=True) is None
+    assert ServeConfig(call_cost=20).batch_cost(gpu=True) == CallCost(20.0, DEFAULT_CALL_COST.per_row)
+    with pytest.raises(ConfigError, match="call_cost: must be >= 0, or -1 for auto"):
+        ServeConfig.from_env({"PROMPTBERT_CALL_COST": "-2"})
 
 
 def test_keepalive_budget_closes_about_one_connection_in_n():
