@@ -7,12 +7,14 @@ import datetime as _dt
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from . import constants as C
 from .data import file_sha256
 from .errors import ArtifactError
@@ -22,11 +24,19 @@ _TRACKED = ("promptbert", "torch", "transformers", "tokenizers", "optimum", "opt
 
 
 def versions() -> dict[str, str]:
-    """Installed versions of the libraries that shape a model's numbers."""
+    """Installed versions of the libraries that shape a model's numbers, and two that installed
+    metadata can get wrong: promptbert's own when it runs from a checkout, and ``onnxruntime
+    (loaded)``, the build that really runs. onnxruntime and onnxruntime-gpu install the same
+    module, so where both are present (a GPU machine's image) one's metadata names a runtime
+    that is not the one loaded."""
     out = {}
     for name in _TRACKED:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
+    out.setdefault("promptbert", __version__)
+    ort = sys.modules.get("onnxruntime")
+    if ort is not None:
+        out["onnxruntime (loaded)"] = f"{ort.__version__} {ort.get_device()}"
     return out
 
 
