@@ -266,3 +266,30 @@ def test_device_choice_beside_a_gpu(tiny_artifact, monkeypatch):
     assert art.choose("int8", "cuda") == ("int8", [runtime.CUDA, runtime.CPU])
     assert art.choose("fp32") == ("fp32", [runtime.CUDA, runtime.CPU])
     assert art.choose("auto", "cpu") == ("int8", [runtime.CPU])
+
+
+def test_call_cost_follows_the_provider_ort_gave(tiny_artifact, monkeypatch):
+    """A batch is cut into calls by the CPU's cost model on the CPU provider, and filled up to the token
+    budget on CUDA (a GPU call costs the same whatever its size); a cost passed in wins."""
+    from promptbert import runtime
+    from promptbert.encoding import DEFAULT_CALL_COST, CallCost
+
+    assert Artifact(tiny_artifact).pipeline("fp32", "cpu")[0].call_cost == DEFAULT_CALL_COST
+
+    class AsIfCuda:  # a CPU session that says what a session on a GPU says
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def get_providers(self):
+            return [runtime.CUDA, runtime.CPU]
+
+    real = runtime.make_session
+    monkeypatch.setattr(runtime, "make_session", lambda path, providers, *a: AsIfCuda(real(path, [runtime.CPU], *a)))
+    monkeypatch.setattr(runtime, "_preload_cuda", lambda: None)
+    pipe, loaded = Artifact(tiny_artifact).pipeline("fp32", "cuda")
+    assert loaded.providers[0] == runtime.CUDA and pipe.call_cost is None
+    assert pipe.entities(TEXTS[:2]) == Artifact(tiny_artifact).pipeline("fp32", "cpu")[0].entities(TEXTS[:2])
+    assert Artifact(tiny_artifact).pipeline("fp32", "cuda", call_cost=CallCost(3, 1))[0].call_cost == CallCost(3, 1)
