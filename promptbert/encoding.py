@@ -268,6 +268,8 @@ def default_call_cost(gpu: bool) -> CallCost | None:
     tokens, so every cut only adds a call: CoNLL test in arrival-order chunks of 32, 7,503
     sentences/s one call per chunk against 2,369 cut by the CPU's model."""
     return None if gpu else DEFAULT_CALL_COST
+
+
 _MAX_GROUP = 256  # past this many rows a call's fixed cost is spread too thin to matter
 
 
