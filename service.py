@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptbert.errors import InputError, PromptBertError
+from promptbert.manifest import versions
 from promptbert.runtime import CUDA, Artifact, cuda_available
 from promptbert.serving import KeepAliveBudget, ServeConfig, SharedLoad, inline_steps, tune_gc
 
@@ -160,6 +161,7 @@ class PromptBertNER:
             on_call=model_metrics(),
         )
         self.pipe.call_cost = CONFIG.batch_cost(gpu=CUDA in self.loaded.providers)  # what ORT really gave
+        self.serving_versions = versions()
         self.default_strategy = CONFIG.aggregation or self.artifact.manifest.get("best_aggregation", "first")
         self.batch_sizes: Counter[int] = Counter()
         self._lock = threading.Lock()
@@ -242,7 +244,8 @@ class PromptBertNER:
             "entity_types": list(self.artifact.labels.entity_types),
             "metrics": m.get("metrics", {}),
             "default_aggregation": self.default_strategy,
-            "versions": m.get("versions", {}),
+            "versions": m.get("versions", {}),  # where the artifact was exported
+            "serving_versions": self.serving_versions,  # what runs it here, the loaded onnxruntime build included
             "workers": WORKERS,
             "tracing": TRACING,
             "access_log": CONFIG.access_log,

@@ -385,7 +385,8 @@ def overhead(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int
             print(f"{c:>3} clients x {per}: {r['sentences_per_s']:7.1f} sent/s "
                   + ("" if r["steady"] else "(too short for a steady window) ")
                   + f"(whole run {r['whole_run_sentences_per_s']:.1f}){versus}  " + _run_line(r), flush=True)
-    return {"variant": meta["variant"], "providers": meta["providers"], "workers": workers,
+    return {"variant": meta["variant"], "providers": meta["providers"], "serving_versions": meta.get("serving_versions"),
+            "workers": workers,
             "ort_threads_per_worker": threads, "in_process_best_per_s": best or None,
             "in_process_layouts": reference.cache, "service": rows}
 

@@ -398,6 +398,10 @@ def test_metadata_reports_model_and_provider(client, tiny_artifact):
     manifest = json.loads((tiny_artifact / "manifest.json").read_text())
     # What the machine has: fp16 on the CUDA provider beside a GPU, int8 on the CPU without one.
     assert (m["variant"], m["providers"][0]) == (("fp16", CUDA) if cuda_available() else ("int8", CPU))
+    import onnxruntime as ort  # the build that serves, beside the export machine's versions
+
+    assert m["serving_versions"]["onnxruntime (loaded)"] == f"{ort.__version__} {ort.get_device()}"
+    assert m["versions"] == manifest["versions"]
     assert m["prompt"]["fingerprint"] == manifest["prompt"]["fingerprint"]
     assert m["entity_types"] == ["PER", "ORG", "LOC", "MISC"] and m["default_aggregation"] in ("first", "average", "max")
     assert m["call_cost"] == {"per_call": 20.0, "per_row": 2.1}
