@@ -1,6 +1,7 @@
 """A two-step training run writes a complete model folder that `evaluate` reads back; CLI errors exit 2."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -109,3 +110,16 @@ def test_cli_label_not_in_map_and_bad_config_key(tmp_path, tiny_base, tiny_promp
     cfg.write_text("epoch: 3\n", encoding="utf-8")
     r = run_cli("train", "--config", str(cfg))
     assert r.returncode == 2 and "epoch: unknown key in TrainConfig" in r.stderr
+
+
+def test_progress_is_one_bar_and_a_line_per_evaluation(tiny_base, tiny_corpus, tiny_prompt, tmp_path, capfd):
+    """With progress on, the Trainer's bar carries the loss and each evaluation prints one line with dev F1;
+    no raw log dicts, no second bar per evaluation, no "newly initialized ... TRAIN this model" warning."""
+    from training.train import train
+
+    train(tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, tmp_path / "m", max_steps=2, progress=True))
+    out = capfd.readouterr()
+    err = out.out + out.err  # the bar on stderr, tqdm.write's lines on stdout
+    assert len(re.findall(r"step 2 \(epoch [\d.]+\): dev F1 [\d.]+, precision [\d.]+, recall [\d.]+, loss [\d.]+", err)) == 1
+    assert "{'" not in err and "eval_loss" not in err and "newly initialized" not in err
+    assert "loss=" in err  # on the bar

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from promptbert import constants as C
 from promptbert import config as cfg
@@ -74,7 +75,11 @@ def load_base(config: TrainConfig, labels: LabelMap) -> tuple[Any, Any, str]:
     """Tokenizer and a fresh token-classification head on the base model."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
     base = resolve_base_model(config.base_model)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized: classifier ... TRAIN this model": the point of training
     try:
         tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
         model = AutoModelForTokenClassification.from_pretrained(
@@ -83,6 +88,9 @@ def load_base(config: TrainConfig, labels: LabelMap) -> tuple[Any, Any, str]:
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"base_model: cannot load {config.base_model!r} ({first[:200]})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    log.info("base model %s: a new %d-label classification head", base, len(labels.labels))
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"base_model: {config.base_model!r} has no fast tokenizer (tokenizer.json)")
     if getattr(model.config, "type_vocab_size", 2) < 2:
@@ -142,6 +150,25 @@ def seqeval_metrics(labels: LabelMap):  # noqa: ANN201 - a Trainer callback
         }
 
     return compute
+
+
+class CompactProgress(ProgressCallback):
+    """The Trainer's progress bar without its raw log dicts and a second bar per evaluation: the
+    latest training loss on the bar, and one line per evaluation."""
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, eval_dataloader: Any = None, **kwargs: Any) -> None:
+        return None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
+            return
+        if "eval_f1" in logs:
+            self.training_bar.write(
+                f"step {state.global_step} (epoch {state.epoch or 0:.2f}): dev F1 {logs['eval_f1']:.4f}, precision "
+                f"{logs.get('eval_precision', float('nan')):.4f}, recall {logs.get('eval_recall', float('nan')):.4f}, "
+                f"loss {logs.get('eval_loss', float('nan')):.4f}")
+        elif "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
 
 
 class TimeBudget(TrainerCallback):
@@ -243,6 +270,9 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
             compute_metrics=seqeval_metrics(labels),
             callbacks=callbacks,
         )
+        if config.progress:
+            trainer.remove_callback(ProgressCallback)
+            trainer.add_callback(CompactProgress)
         t0 = time.perf_counter()
         result = trainer.train()
         train_seconds = time.perf_counter() - t0
