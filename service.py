@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from promptbert.errors import InputError, PromptBertError
 from promptbert.manifest import versions
-from promptbert.runtime import CUDA, Artifact, cuda_available
+from promptbert.runtime import Artifact, cuda_available
 from promptbert.serving import KeepAliveBudget, ServeConfig, SharedLoad, inline_steps, tune_gc
 
 
@@ -155,12 +155,12 @@ class PromptBertNER:
     def __init__(self) -> None:
         t0 = time.perf_counter()
         self.artifact = Artifact(CONFIG.artifact)
+        cost = CONFIG.batch_cost()  # None: auto, the device's own from the providers ORT gives (Artifact.pipeline)
         self.pipe, self.loaded = self.artifact.pipeline(
             CONFIG.variant, CONFIG.device, THREADS or None, CONFIG.ort_spinning,
             max_batch_tokens=CONFIG.max_batch_tokens, max_batch_items=None,
-            on_call=model_metrics(),
+            on_call=model_metrics(), **({} if cost is None else {"call_cost": cost}),
         )
-        self.pipe.call_cost = CONFIG.batch_cost(gpu=CUDA in self.loaded.providers)  # what ORT really gave
         self.serving_versions = versions()
         self.default_strategy = CONFIG.aggregation or self.artifact.manifest.get("best_aggregation", "first")
         self.batch_sizes: Counter[int] = Counter()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .decoding import STRATEGIES
-from .encoding import DEFAULT_CALL_COST, CallCost, default_call_cost
+from .encoding import DEFAULT_CALL_COST, CallCost
 from .errors import ConfigError
 
 ENV_PREFIX = "PROMPTBERT_"
@@ -72,12 +72,13 @@ class ServeConfig:
         if self.aggregation and self.aggregation not in STRATEGIES:
             raise ConfigError(f"aggregation: must be one of {', '.join(STRATEGIES)}")
 
-    def batch_cost(self, gpu: bool) -> CallCost | None:
-        """The cost model that cuts a batch into ONNX Runtime calls (encoding.token_budget_batches).
-        Auto (both -1) is the device's own (encoding.default_call_cost: on a GPU no cut below the token
-        budget); a value set alone completes the CPU's model."""
+    def batch_cost(self) -> CallCost | None:
+        """The cost model set for cutting a batch into ONNX Runtime calls (encoding.token_budget_batches),
+        or None when both are auto: then Artifact.pipeline takes the device's own from the providers ORT
+        gave (encoding.default_call_cost; on a GPU no cut below the token budget). A value set alone
+        completes the CPU's model."""
         if self.call_cost < 0 and self.row_cost < 0:
-            return default_call_cost(gpu)
+            return None
         return CallCost(DEFAULT_CALL_COST.per_call if self.call_cost < 0 else self.call_cost,
                         DEFAULT_CALL_COST.per_row if self.row_cost < 0 else self.row_cost)
 

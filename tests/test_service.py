@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from promptbert.constants import VARIANT_FILES
-from promptbert.encoding import DEFAULT_CALL_COST, CallCost
+from promptbert.encoding import DEFAULT_CALL_COST, CallCost, default_call_cost
 from promptbert.errors import ConfigError
 from promptbert.runtime import CPU, CUDA, Artifact, cuda_available
 from promptbert.serving import ServeConfig, inline_steps
@@ -68,11 +68,13 @@ def test_tune_gc_freezes_the_heap_or_leaves_python_alone():
     with pytest.raises(ConfigError, match="tracing: must be auto, on or off"):
         ServeConfig.from_env({"PROMPTBERT_TRACING": "yes"})
     # The cost model that cuts a batch into ORT calls: per call and per row, in padded tokens.
-    # Auto (unset): the device's own (on a GPU no cut below the token budget); one value set completes the CPU's.
+    # Auto (unset): none set, so the pipeline takes the device's own (on a GPU no cut below the token budget);
+    # one value set completes the CPU's.
     set_both = ServeConfig.from_env({"PROMPTBERT_CALL_COST": "200", "PROMPTBERT_ROW_COST": "0"})
-    assert set_both.batch_cost(gpu=False) == set_both.batch_cost(gpu=True) == CallCost(200.0, 0.0)
-    assert ServeConfig().batch_cost(gpu=False) == DEFAULT_CALL_COST and ServeConfig().batch_cost(gpu=True) is None
-    assert ServeConfig(call_cost=20).batch_cost(gpu=True) == CallCost(20.0, DEFAULT_CALL_COST.per_row)
+    assert set_both.batch_cost() == CallCost(200.0, 0.0)
+    assert ServeConfig().batch_cost() is None
+    assert default_call_cost(gpu=False) == DEFAULT_CALL_COST and default_call_cost(gpu=True) is None
+    assert ServeConfig(call_cost=20).batch_cost() == CallCost(20.0, DEFAULT_CALL_COST.per_row)
     with pytest.raises(ConfigError, match="call_cost: must be >= 0, or -1 for auto"):
         ServeConfig.from_env({"PROMPTBERT_CALL_COST": "-2"})
 
