@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every measurement in README "Measured results", in order, on an otherwise idle machine.
+# Every measurement in docs/measurements.md (README "Measured results" keeps the latest), in order, on an otherwise idle machine.
 #   bash bench/measure_all.sh runs/conll2003 artifacts/conll2003 ../shared/data/conll2003
 set -euo pipefail
 MODEL=${1:-runs/conll2003}; ART=${2:-artifacts/conll2003}; DATA=${3:-../shared/data/conll2003}
