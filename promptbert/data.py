@@ -8,7 +8,9 @@ BILOU are normalised to IOB2, the only scheme the model is trained on.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,19 +140,46 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _combining_marks() -> str:
+    """Every combining mark (Unicode category M) of this Python's Unicode tables, as the body of a
+    regex character class. Why: ``\\w`` leaves them out, and a word written with them (Hindi, Thai,
+    Arabic with vowel marks, any decomposed accent: "Zu\\u0308rich") fell apart into fragments and
+    its entity into pieces. Marks live in U+0300-U+1FFFF and the variation selectors of plane 14,
+    so only those are scanned (~10 ms at import, not the ~100 ms of all code points)."""
+    ranges: list[tuple[int, int]] = []
+    for cp in itertools.chain(range(0x300, 0x20000), range(0xE0100, 0xE01F0)):
+        if unicodedata.category(chr(cp))[0] == "M":
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    esc = lambda cp: f"\\U{cp:08x}"  # noqa: E731
+    return "".join(esc(a) if a == b else f"{esc(a)}-{esc(b)}" for a, b in ranges)
+
+
 # Raw text -> words with character offsets, close to CoNLL-2003's tokenisation:
 # abbreviations (U.S.), numbers and dates (1,000.5, 1996-08-22), hyphenated and
 # apostrophe words, possessive 's apart, every other symbol a word of its own.
+# A combining mark belongs to the word or symbol it follows ("❤️" is one symbol).
 # Control characters are separators, never words.
-_WORD = re.compile(
-    r"(?:[^\W\d_]\.){2,}"  # U.S. / e.g.
-    r"|n't\b|'[sS]\b"  # clitics stand alone, as in CoNLL
-    r"|\w+(?=n't\b)"  # "do" of "don't"
-    r"|\w+(?:[-/.,:&]\w+)*"  # words, hyphenated words, numbers, dates
-    r"|[^\w\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2060\ufeff]"  # any other visible symbol
-)
+def _word_regex(marks: str) -> re.Pattern[str]:
+    w = rf"[\w{marks}]" if marks else r"\w"
+    m = rf"[{marks}]*" if marks else ""
+    return re.compile(
+        rf"(?:[^\W\d_]{m}\.){{2,}}"  # U.S. / e.g.
+        r"|n't\b|'[sS]\b"  # clitics stand alone, as in CoNLL
+        rf"|{w}+(?=n't\b)"  # "do" of "don't"
+        rf"|{w}+(?:[-/.,:&]{w}+)*"  # words, hyphenated words, numbers, dates
+        rf"|[^\w\s{marks}\x00-\x1f\x7f-\x9f\u200b-\u200f\u2060\ufeff]{m}"  # any other visible symbol
+    )
+
+
+_WORD = _word_regex(_combining_marks())
+# The same without the 300 ranges of marks, which ASCII text cannot hold: 2.3x faster on CoNLL sentences.
+_WORD_ASCII = _word_regex("")
 
 
 def split_words(text: str) -> list[tuple[str, int, int]]:
     """Words of raw text with their character offsets: ``text[start:end] == word``."""
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+    pattern = _WORD_ASCII if text.isascii() else _WORD
+    return [(m.group(), m.start(), m.end()) for m in pattern.finditer(text)]

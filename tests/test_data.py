@@ -71,3 +71,45 @@ def test_split_words_offsets_slice_the_text(text):
     for w, s, e in words:
         assert text[s:e] == w and w.strip() == w and w
     assert "\x00" not in "".join(w for w, _, _ in words)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("Zu\u0308rich", ["Zu\u0308rich"]),  # a decomposed accent (NFD)
+        ("नरेन्द्र मोदी दिल्ली में", ["नरेन्द्र", "मोदी", "दिल्ली", "में"]),  # Devanagari vowel signs and virama
+        ("กรุงเทพมหานคร", ["กรุงเทพมหานคร"]),  # Thai vowel marks
+        ("مُحَمَّد", ["مُحَمَّد"]),  # Arabic harakat
+        ("❤\ufe0f Paris", ["❤\ufe0f", "Paris"]),  # a symbol keeps its variation selector
+        ("U\u0308.S. don't", ["U\u0308.S.", "do", "n't"]),
+    ],
+)
+def test_split_words_keeps_combining_marks_in_their_word(text, words):
+    """A mark is part of the word it follows: before, \\w left marks out and cut such words apart."""
+    assert [w for w, _, _ in split_words(text)] == words
+
+
+def test_split_words_same_words_composed_or_decomposed():
+    import unicodedata
+
+    text = "Việt Nam and São Paulo met Zoë Saldaña in Zürich."
+    nfc, nfd = (split_words(unicodedata.normalize(form, text)) for form in ("NFC", "NFD"))
+    assert [unicodedata.normalize("NFC", w) for w, _, _ in nfd] == [w for w, _, _ in nfc]
+
+
+def test_split_words_knows_every_combining_mark():
+    """The mark class is built by scanning only part of Unicode: check it against all of it."""
+    import sys
+    import unicodedata
+
+    marks = [chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("M")]
+    assert len(marks) > 2000
+    assert [m for m in marks if len(split_words("a" + m)) != 1] == []
+
+
+@pytest.mark.parametrize("text", ["Germany's rep said U.S. sales rose 3.5% to $1,000 (Thursday).", "I don't -- e.g. A&B/C: x_y 1996-08-22!", "\x01a\x7f b"])
+def test_split_words_ascii_fast_path_splits_like_the_full_one(text):
+    from promptbert import data
+
+    assert text.isascii()
+    assert split_words(text) == [(m.group(), m.start(), m.end()) for m in data._WORD.finditer(text)]

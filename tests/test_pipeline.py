@@ -25,3 +25,20 @@ def test_call_observer_sees_every_model_call_and_changes_no_answer(tiny_artifact
     assert pipe.entities(texts) == plain
     assert sum(shape[0] for shape, _, _ in seen) == 3  # three texts with words, one window each
     assert all(0 < real <= shape[0] * shape[1] and s > 0 for shape, real, s in seen)
+
+
+def test_decomposed_accents_tag_like_composed(tiny_artifact):
+    """NFD text (a base letter + combining mark) gets the NFC text's words, tags and scores, with
+    offsets into the text as sent. Before, the mark cut "Zürich" into "Zu", the mark and "rich"."""
+    import unicodedata
+
+    pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")
+    text = "Zoë Saldaña flew from Zürich to São Paulo with José Müller."
+    nfc, nfd = (unicodedata.normalize(form, text) for form in ("NFC", "NFD"))
+    assert nfc != nfd
+    composed, decomposed = pipe.entities([nfc, nfd], strategy="first")
+    assert composed  # the tiny random model tags something here, so the comparison has content
+    assert [(e["entity_group"], round(e["score"], 5), unicodedata.normalize("NFC", e["word"])) for e in decomposed] == [
+        (e["entity_group"], round(e["score"], 5), e["word"]) for e in composed
+    ]
+    assert all(nfd[e["start"]:e["end"]] == e["word"] for e in decomposed)
