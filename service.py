@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptbert.errors import InputError, PromptBertError
-from promptbert.manifest import versions
+from promptbert.manifest import best_aggregation, versions
 from promptbert.runtime import Artifact, cuda_available
 from promptbert.serving import KeepAliveBudget, ServeConfig, SharedLoad, inline_steps, tune_gc
 
@@ -162,7 +162,7 @@ class PromptBertNER:
             on_call=model_metrics(), **({} if cost is None else {"call_cost": cost}),
         )
         self.serving_versions = versions()
-        self.default_strategy = CONFIG.aggregation or self.artifact.manifest.get("best_aggregation", "first")
+        self.default_strategy = CONFIG.aggregation or best_aggregation(self.artifact.folder)
         self.batch_sizes: Counter[int] = Counter()
         self._lock = threading.Lock()
         bind_apis_once(self)

@@ -51,18 +51,20 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import data as D
-    from .manifest import write_json
+    from .manifest import best_aggregation, write_json
 
     from training.evaluate import evaluate_sentences, format_report, load_any
 
     pipe, backend = load_any(a.model, a.variant)
     sentences = D.load_split(a.data, a.split, a.limit or None)
     D.check_labels(sentences, pipe.labels.entity_types)
-    rep = evaluate_sentences(pipe, sentences, a.aggregation)
-    print(format_report(rep, f"{a.model} [{backend}] on {a.data} {a.split}"))
+    strategy = a.aggregation or best_aggregation(a.model)
+    rep = evaluate_sentences(pipe, sentences, strategy)
+    print(format_report(rep, f"{a.model} [{backend}, {strategy}] on {a.data} {a.split}"))
     out = Path(a.output) if a.output else None
     if out:
-        write_json(out, {"model": str(a.model), "backend": backend, "data": str(a.data), "split": a.split, "report": rep})
+        write_json(out, {"model": str(a.model), "backend": backend, "data": str(a.data), "split": a.split,
+                         "aggregation": strategy, "report": rep})
         print(f"written: {out}")
     return 0
 
@@ -95,6 +97,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
+    from .manifest import best_aggregation
     from .runtime import Artifact
 
     texts = list(a.texts)
@@ -107,7 +110,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         raise InputError("give at least one text (arguments or --file)")
     types = [t.strip() for t in a.types.split(",")] if a.types else None
     pipe, loaded = Artifact(a.artifact).pipeline(a.variant, a.device)
-    results = pipe.entities(texts, a.aggregation, a.min_score, types)
+    results = pipe.entities(texts, a.aggregation or best_aggregation(a.artifact), a.min_score, types)
     if a.json:
         print(json.dumps(results, ensure_ascii=False))
         return 0
@@ -202,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help="CoNLL folder")
     e.add_argument("--split", default="test", help="train, dev or test")
     e.add_argument("--variant", default="auto", help="artifact variant: auto, fp32, optimized, int8, fp16")
-    e.add_argument("--aggregation", default="first", help="word aggregation: first, average, max")
+    e.add_argument("--aggregation", help="word aggregation: first, average, max (default: an artifact's best on dev, as served)")
     e.add_argument("--limit", type=int, default=0, help="first N sentences only")
     e.add_argument("--output", help="write the report as JSON here")
     e.set_defaults(func=cmd_evaluate)
@@ -224,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--file", help="one text per line")
     r.add_argument("--variant", default="auto", help="auto, fp32, optimized, int8, fp16")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    r.add_argument("--aggregation", default="first", help="simple, first, average, max")
+    r.add_argument("--aggregation", help="simple, first, average, max (default: the artifact's best on dev, as served)")
     r.add_argument("--min-score", type=float, default=0.0)
     r.add_argument("--types", help="comma list of entity types to keep")
     r.add_argument("--json", action="store_true", help="print one JSON list (one entity list per text)")

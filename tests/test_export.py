@@ -293,3 +293,30 @@ def test_call_cost_follows_the_provider_ort_gave(tiny_artifact, monkeypatch):
     assert loaded.providers[0] == runtime.CUDA and pipe.call_cost is None
     assert pipe.entities(TEXTS[:2]) == Artifact(tiny_artifact).pipeline("fp32", "cpu")[0].entities(TEXTS[:2])
     assert Artifact(tiny_artifact).pipeline("fp32", "cuda", call_cost=CallCost(3, 1))[0].call_cost == CallCost(3, 1)
+
+
+def test_predict_and_evaluate_default_to_the_artifacts_best_aggregation(tiny_artifact, tiny_corpus, tmp_path, capsys):
+    """The service answers with the aggregation that scored best on dev at export; `promptbert predict`
+    and `evaluate` must default to it too (they defaulted to "first": another answer than the service's)."""
+    from promptbert.cli import main
+    from promptbert.data import load_split
+    from training.evaluate import evaluate_sentences
+
+    texts = ["Washington met McDonald in Zurich .", "Mary McDonald visited Washington and Zurich ."]
+    pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")
+    by = {s: pipe.entities(texts, s) for s in ("first", "average", "max")}
+    other = next(s for s in ("average", "max") if by[s] != by["first"])
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifact, art)
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["best_aggregation"] = other
+    (art / "manifest.json").write_text(json.dumps(manifest))
+
+    assert main(["predict", str(art), *texts, "--json", "--variant", "fp32"]) == 0
+    assert json.loads(capsys.readouterr().out) == by[other]
+    out = tmp_path / "report.json"
+    assert main(["evaluate", str(art), "--data", str(tiny_corpus), "--split", "test", "--variant", "fp32", "--output", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["aggregation"] == other and f"fp32 (CPUExecutionProvider), {other}]" in capsys.readouterr().out
+    expected = evaluate_sentences(pipe, load_split(tiny_corpus, "test"), other)["micro avg"]
+    assert written["report"]["micro avg"] == pytest.approx(expected)
