@@ -53,18 +53,19 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from . import data as D
     from .manifest import best_aggregation, write_json
 
-    from training.evaluate import evaluate_sentences, format_report, load_any
+    from training.evaluate import evaluate_as_text, evaluate_sentences, format_report, load_any
 
     pipe, backend = load_any(a.model, a.variant)
     sentences = D.load_split(a.data, a.split, a.limit or None)
     D.check_labels(sentences, pipe.labels.entity_types)
     strategy = a.aggregation or best_aggregation(a.model)
-    rep = evaluate_sentences(pipe, sentences, strategy)
-    print(format_report(rep, f"{a.model} [{backend}, {strategy}] on {a.data} {a.split}"))
+    rep = (evaluate_as_text if a.as_text else evaluate_sentences)(pipe, sentences, strategy)
+    path = "as text" if a.as_text else "gold words"
+    print(format_report(rep, f"{a.model} [{backend}, {strategy}] on {a.data} {a.split}, {path}"))
     out = Path(a.output) if a.output else None
     if out:
         write_json(out, {"model": str(a.model), "backend": backend, "data": str(a.data), "split": a.split,
-                         "aggregation": strategy, "report": rep})
+                         "aggregation": strategy, "as_text": a.as_text, "report": rep})
         print(f"written: {out}")
     return 0
 
@@ -207,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--variant", default="auto", help="artifact variant: auto, fp32, optimized, int8, fp16")
     e.add_argument("--aggregation", help="word aggregation: first, average, max (default: an artifact's best on dev, as served)")
     e.add_argument("--limit", type=int, default=0, help="first N sentences only")
+    e.add_argument("--as-text", action="store_true",
+                   help="tag each sentence as raw text (words joined by spaces, split again as the service splits), "
+                        "entities mapped back to the gold words: F1 as served")
     e.add_argument("--output", help="write the report as JSON here")
     e.set_defaults(func=cmd_evaluate)
 

@@ -320,3 +320,38 @@ def test_predict_and_evaluate_default_to_the_artifacts_best_aggregation(tiny_art
     assert written["aggregation"] == other and f"fp32 (CPUExecutionProvider), {other}]" in capsys.readouterr().out
     expected = evaluate_sentences(pipe, load_split(tiny_corpus, "test"), other)["micro avg"]
     assert written["report"]["micro avg"] == pytest.approx(expected)
+
+
+def test_evaluate_as_text_maps_entities_back_onto_the_gold_words():
+    """--as-text: entities found in the joined text land on the gold words they overlap (first B-, then
+    I-; a word another entity took keeps it), and `resplit` counts sentences whose words come back."""
+    from promptbert.data import Sentence
+    from training.evaluate import evaluate_as_text
+
+    words = ("John", "Smith", "visited", "New", "York-based", "Acme")
+    sents = [Sentence(words, ("B-PER", "I-PER", "O", "B-LOC", "I-LOC", "B-ORG")), Sentence(("x--y",), ("O",))]
+
+    class Stub:
+        def entities(self, texts, strategy):
+            assert texts == ["John Smith visited New York-based Acme", "x--y"] and strategy == "first"
+            ent = lambda group, a, b: {"entity_group": group, "start": a, "end": b}  # noqa: E731
+            return [[ent("PER", 0, 10), ent("LOC", 19, 27), ent("MISC", 28, 33), ent("ORG", 34, 38)], []]
+
+    rep = evaluate_as_text(Stub(), sents)
+    assert rep["micro avg"]["f1-score"] == 1.0 and rep["micro avg"]["support"] == 3
+    assert rep["resplit"] == 0.5  # "x--y" splits into x, --, y
+
+
+def test_cli_evaluate_as_text(tiny_artifact, tiny_corpus, tmp_path, capsys):
+    from promptbert.cli import main
+    from promptbert.data import load_split
+    from training.evaluate import evaluate_sentences
+
+    out = tmp_path / "as_text.json"
+    assert main(["evaluate", str(tiny_artifact), "--data", str(tiny_corpus), "--variant", "fp32", "--as-text", "--output", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["as_text"] is True and written["report"]["resplit"] == 1.0
+    assert "of the sentences split back into their gold words" in capsys.readouterr().out
+    pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")  # the tiny test split resplits exactly: same scores
+    gold = evaluate_sentences(pipe, load_split(tiny_corpus, "test"), written["aggregation"])
+    assert written["report"]["micro avg"] == pytest.approx(gold["micro avg"])

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from promptbert import constants as C
-from promptbert.data import Sentence
+from promptbert.data import Sentence, split_words
 from promptbert.encoding import PromptEncoder, load_tokenizer
 from promptbert.errors import ArtifactError
 from promptbert.labels import LabelMap
@@ -38,6 +38,33 @@ def evaluate_sentences(pipe: TaggingPipeline, sentences: list[Sentence], strateg
     return report([list(s.tags) for s in sentences], pred)
 
 
+def evaluate_as_text(pipe: TaggingPipeline, sentences: list[Sentence], strategy: str = "first") -> dict[str, Any]:
+    """The same report through the path the service takes for raw text: each sentence's words joined
+    by spaces, split again by ``split_words``, tagged, and the entities mapped back onto the gold
+    words by character offsets (an entity's first word B-, the rest I-; a word another entity already
+    took stays with it). Against evaluate_sentences, the difference is what the word splitter costs;
+    ``resplit`` is the share of sentences whose words split back exactly into the gold words."""
+    texts, spans = [], []
+    for s in sentences:
+        starts = np.cumsum([0] + [len(w) + 1 for w in s.words[:-1]])
+        texts.append(" ".join(s.words))
+        spans.append([(int(a), int(a) + len(w)) for a, w in zip(starts, s.words)])
+    pred = []
+    for words, ents in zip(spans, pipe.entities(texts, strategy)):
+        tags = ["O"] * len(words)
+        for e in ents:
+            first = True
+            for i, (a, b) in enumerate(words):
+                if a < e["end"] and e["start"] < b and tags[i] == "O":
+                    tags[i] = f"{'B' if first else 'I'}-{e['entity_group']}"
+                    first = False
+        pred.append(tags)
+    out = report([list(s.tags) for s in sentences], pred)
+    same = sum([w for w, _, _ in split_words(t)] == list(s.words) for t, s in zip(texts, sentences))
+    out["resplit"] = same / max(len(sentences), 1)
+    return out
+
+
 def format_report(rep: dict[str, Any], title: str = "") -> str:
     """The classic classification_report table."""
     rows = [k for k in rep if isinstance(rep[k], dict)]
@@ -52,6 +79,8 @@ def format_report(rep: dict[str, Any], title: str = "") -> str:
             lines.append(f"{k:<{width}}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1-score']:>10.4f}{r['support']:>10d}")
         lines.append("")
     lines.append(f"token accuracy: {rep['token_accuracy']:.4f}  sentences: {rep['sentences']}")
+    if "resplit" in rep:
+        lines.append(f"as text: {rep['resplit']:.2%} of the sentences split back into their gold words")
     return "\n".join(lines)
 
 
