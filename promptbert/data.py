@@ -157,25 +157,42 @@ def _combining_marks() -> str:
     return "".join(esc(a) if a == b else f"{esc(a)}-{esc(b)}" for a, b in ranges)
 
 
-# Raw text -> words with character offsets, close to CoNLL-2003's tokenisation:
-# abbreviations (U.S.), numbers and dates (1,000.5, 1996-08-22), hyphenated and
-# apostrophe words, possessive 's apart, every other symbol a word of its own.
-# A combining mark belongs to the word or symbol it follows ("❤️" is one symbol).
-# Control characters are separators, never words.
+# Raw text -> words with character offsets, as CoNLL-2003 (Penn Treebank style) tokenised its text,
+# so that the service feeds the model the words it was trained on. Checked on CoNLL itself: each
+# sentence's words joined by spaces should split back into them (`promptbert evaluate --as-text`).
+# A combining mark belongs to the word or symbol it follows ("❤️" is one symbol); control
+# characters are separators, never words.
+_CLITIC_TAIL = r"(?:[sS]|re|RE|m|M|ve|VE|ll|LL|d|D)\b"
+_CLITIC = rf"['’]{_CLITIC_TAIL}"  # 's 're 'm 've 'll 'd stand alone
+_NT = r"n['’][tT]\b"  # "do" + "n't"
+# Abbreviations CoNLL keeps with their period (from its training split, plus common titles and
+# company forms); only before more text, so that a sentence's own final period stays a word.
+_ABBREVIATIONS = (
+    "Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Gen|Lt|Col|Capt|Sgt|Gov|Sen|Rep|Rev|Co|Corp|Inc|Ltd|Bros|vs|vol|"
+    "Jan|Feb|Aug|Sept|Oct|Nov|Dec|Calif|Fla|Mt|Ft|Ave"
+)
+_ABBREVIATION_MAX = max(len(a) for a in _ABBREVIATIONS.split("|"))  # a cheap look ahead first: 1.6x faster
+
+
 def _word_regex(marks: str) -> re.Pattern[str]:
     w = rf"[\w{marks}]" if marks else r"\w"
     m = rf"[{marks}]*" if marks else ""
     return re.compile(
-        rf"(?:[^\W\d_]{m}\.){{2,}}"  # U.S. / e.g.
-        r"|n't\b|'[sS]\b"  # clitics stand alone, as in CoNLL
-        rf"|{w}+(?=n't\b)"  # "do" of "don't"
-        rf"|{w}+(?:[-/.,:&]{w}+)*"  # words, hyphenated words, numbers, dates
+        r"(?<![^\n])\d{1,3}\.(?=[ \t])"  # "1." opening a line (a ranked list)
+        rf"|(?:[^\W\d_]{m}\.){{2,}}(?:-{w}+)*"  # U.S. / e.g. / U.S.-led
+        rf"|(?<!\w)(?=[A-Za-z]{{1,{_ABBREVIATION_MAX}}}\.\s)(?:(?i:{_ABBREVIATIONS})|[A-Z])\.(?=\s+\S)"  # Corp. / vs. / the initial of "J. Smith"
+        r"|(?<!\w)[A-Z]{1,3}\$"  # C$ / US$
+        rf"|{_NT}|{_CLITIC}"
+        rf"|{w}+(?={_NT})"  # "do" of "don't"
+        rf"|{w}+(?:(?:[-/.,:&]|['’](?!{_CLITIC_TAIL})){w}+)*"  # words, O'Brien, hyphenated words, numbers, dates
+        r"|(?<!\w)[+.]\d+(?:[.,]\d+)*"  # +44, .500
+        r"|-{2,}|\.{2,}"  # -- / ...
         rf"|[^\w\s{marks}\x00-\x1f\x7f-\x9f\u200b-\u200f\u2060\ufeff]{m}"  # any other visible symbol
     )
 
 
 _WORD = _word_regex(_combining_marks())
-# The same without the 300 ranges of marks, which ASCII text cannot hold: 2.3x faster on CoNLL sentences.
+# The same without the 300 ranges of marks, which ASCII text cannot hold: 2x faster on CoNLL sentences.
 _WORD_ASCII = _word_regex("")
 
 

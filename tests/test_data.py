@@ -113,3 +113,23 @@ def test_split_words_ascii_fast_path_splits_like_the_full_one(text):
 
     assert text.isascii()
     assert split_words(text) == [(m.group(), m.start(), m.end()) for m in data._WORD.finditer(text)]
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("A. Symonds met Mr. Smith of Acme Corp. in St. Louis", ["A.", "Symonds", "met", "Mr.", "Smith", "of", "Acme", "Corp.", "in", "St.", "Louis"]),
+        ("He signed for Acme Corp. It was Plan B.", ["He", "signed", "for", "Acme", "Corp.", "It", "was", "Plan", "B", "."]),
+        ("ACME CORP. AND ST. LOUIS vs. Zinc.", ["ACME", "CORP.", "AND", "ST.", "LOUIS", "vs.", "Zinc", "."]),
+        ("1. Michael Johnson ( U.S. ) 19.32\n2. Frank Fredericks", ["1.", "Michael", "Johnson", "(", "U.S.", ")", "19.32", "2.", "Frank", "Fredericks"]),
+        ("He came 3. Then U.S.-led talks", ["He", "came", "3", ".", "Then", "U.S.-led", "talks"]),
+        ("I'm sure they've said we're O'Brien's men", ["I", "'m", "sure", "they", "'ve", "said", "we", "'re", "O'Brien", "'s", "men"]),
+        ("O\u2019Neill\u2019s car isn\u2019t", ["O\u2019Neill", "\u2019s", "car", "is", "n\u2019t"]),
+        ("C$ 5 , US$ 3 , +44 171 , .500 -- or ...", ["C$", "5", ",", "US$", "3", ",", "+44", "171", ",", ".500", "--", "or", "..."]),
+        ("the players' union 'quoted'", ["the", "players", "'", "union", "'", "quoted", "'"]),
+    ],
+)
+def test_split_words_as_conll_tokenised(text, words):
+    """Raw text splits into the words CoNLL-2003 would have: initials, abbreviations and list numbers
+    keep their period (not a sentence's final one), clitics stand alone, O'Brien is one word."""
+    assert [w for w, _, _ in split_words(text)] == words
