@@ -24,6 +24,7 @@ import bentoml
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptbert.constants import WORD_SPLITTER
 from promptbert.errors import InputError, PromptBertError
 from promptbert.manifest import best_aggregation, versions
 from promptbert.runtime import Artifact, cuda_available
@@ -244,6 +245,7 @@ class PromptBertNER:
             "entity_types": list(self.artifact.labels.entity_types),
             "metrics": m.get("metrics", {}),
             "default_aggregation": self.default_strategy,
+            "word_splitter": WORD_SPLITTER,  # how raw text is cut into words here (the manifest's: at training)
             "versions": m.get("versions", {}),  # where the artifact was exported
             "serving_versions": self.serving_versions,  # what runs it here, the loaded onnxruntime build included
             "workers": WORKERS,
