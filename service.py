@@ -160,7 +160,8 @@ class PromptBertNER:
         self.pipe, self.loaded = self.artifact.pipeline(
             CONFIG.variant, CONFIG.device, THREADS or None, CONFIG.ort_spinning,
             max_batch_tokens=CONFIG.max_batch_tokens, max_batch_items=None,
-            on_call=model_metrics(), **({} if cost is None else {"call_cost": cost}),
+            on_call=model_metrics(), split_sentences=CONFIG.split_sentences,
+            **({} if cost is None else {"call_cost": cost}),
         )
         self.serving_versions = versions()
         self.default_strategy = CONFIG.aggregation or best_aggregation(self.artifact.folder)
@@ -246,6 +247,7 @@ class PromptBertNER:
             "metrics": m.get("metrics", {}),
             "default_aggregation": self.default_strategy,
             "word_splitter": WORD_SPLITTER,  # how raw text is cut into words here (the manifest's: at training)
+            "split_sentences": CONFIG.split_sentences,
             "versions": m.get("versions", {}),  # where the artifact was exported
             "serving_versions": self.serving_versions,  # what runs it here, the loaded onnxruntime build included
             "workers": WORKERS,

@@ -55,17 +55,20 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     from training.evaluate import evaluate_as_text, evaluate_sentences, format_report, load_any
 
-    pipe, backend = load_any(a.model, a.variant)
+    pipe, backend = load_any(a.model, a.variant, split_sentences=not a.whole_text)
     sentences = D.load_split(a.data, a.split, a.limit or None)
     D.check_labels(sentences, pipe.labels.entity_types)
     strategy = a.aggregation or best_aggregation(a.model)
-    rep = (evaluate_as_text if a.as_text else evaluate_sentences)(pipe, sentences, strategy)
-    path = "as text" if a.as_text else "gold words"
+    if a.as_text:
+        rep = evaluate_as_text(pipe, sentences, strategy, a.as_text)
+    else:
+        rep = evaluate_sentences(pipe, sentences, strategy)
+    path = f"as text, {a.as_text}" if a.as_text else "gold words"
     print(format_report(rep, f"{a.model} [{backend}, {strategy}] on {a.data} {a.split}, {path}"))
     out = Path(a.output) if a.output else None
     if out:
         write_json(out, {"model": str(a.model), "backend": backend, "data": str(a.data), "split": a.split,
-                         "aggregation": strategy, "as_text": a.as_text, "report": rep})
+                         "aggregation": strategy, "as_text": a.as_text or False, "report": rep})
         print(f"written: {out}")
     return 0
 
@@ -110,7 +113,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
         raise InputError("give at least one text (arguments or --file)")
     types = [t.strip() for t in a.types.split(",")] if a.types else None
-    pipe, loaded = Artifact(a.artifact).pipeline(a.variant, a.device)
+    pipe, loaded = Artifact(a.artifact).pipeline(a.variant, a.device, split_sentences=not a.whole_text)
     results = pipe.entities(texts, a.aggregation or best_aggregation(a.artifact), a.min_score, types)
     if a.json:
         print(json.dumps(results, ensure_ascii=False))
@@ -208,9 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--variant", default="auto", help="artifact variant: auto, fp32, optimized, int8, fp16")
     e.add_argument("--aggregation", help="word aggregation: first, average, max (default: an artifact's best on dev, as served)")
     e.add_argument("--limit", type=int, default=0, help="first N sentences only")
-    e.add_argument("--as-text", action="store_true",
-                   help="tag each sentence as raw text (words joined by spaces, split again as the service splits), "
-                        "entities mapped back to the gold words: F1 as served")
+    e.add_argument("--as-text", nargs="?", const="sentences", choices=["sentences", "documents", "paragraphs"],
+                   help="F1 as served: tag raw text (words joined by spaces, split again as the service splits), each "
+                        "sentence (default), or each document's sentences one a line (documents) or run together "
+                        "(paragraphs); entities are mapped back onto the gold words")
+    e.add_argument("--whole-text", action="store_true", help="with --as-text: tag each text as one sequence, not "
+                   "sentence by sentence (the service's PROMPTBERT_SPLIT_SENTENCES=0)")
     e.add_argument("--output", help="write the report as JSON here")
     e.set_defaults(func=cmd_evaluate)
 
@@ -233,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--aggregation", help="simple, first, average, max (default: the artifact's best on dev, as served)")
     r.add_argument("--min-score", type=float, default=0.0)
+    r.add_argument("--whole-text", action="store_true",
+                   help="tag each text as one sequence, not sentence by sentence (the service's PROMPTBERT_SPLIT_SENTENCES=0)")
     r.add_argument("--types", help="comma list of entity types to keep")
     r.add_argument("--json", action="store_true", help="print one JSON list (one entity list per text)")
     r.set_defaults(func=cmd_predict)

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class Sentence:
     tags: tuple[str, ...]
     source: str = ""  # file the sentence came from
     line: int = 0  # line of its first word (word i is on line + i)
+    doc: int = 0  # its document: how many -DOCSTART- lines came before it
 
 
 def find_split(data_dir: str | Path, split: str) -> Path:
@@ -79,11 +81,12 @@ def read_conll(path: str | Path) -> list[Sentence]:
     words: list[str] = []
     tags: list[str] = []
     where: list[str] = []
+    doc = 0
 
     def flush() -> None:
         if words:
             first = int(where[0].rsplit(":", 1)[1])
-            sentences.append(Sentence(tuple(words), tuple(_to_iob2(tags, where)), str(path), first))
+            sentences.append(Sentence(tuple(words), tuple(_to_iob2(tags, where)), str(path), first, doc))
             words.clear(), tags.clear(), where.clear()
 
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -93,6 +96,7 @@ def read_conll(path: str | Path) -> list[Sentence]:
             continue
         if cols[0] == "-DOCSTART-":
             flush()
+            doc += 1
             continue
         if len(cols) < 2:
             raise DataError(f"{path}:{lineno}: expected 'token ... TAG', got {line.strip()!r}")
@@ -200,3 +204,32 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
     """Words of raw text with their character offsets: ``text[start:end] == word``."""
     pattern = _WORD_ASCII if text.isascii() else _WORD
     return [(m.group(), m.start(), m.end()) for m in pattern.finditer(text)]
+
+
+_SENTENCE_ENDS = frozenset({".", "!", "?", "...", "\u2026"})
+_CLOSERS = frozenset({'"', "'", ")", "]", "}", "\u2019", "\u201d", "\u00bb"})
+
+
+def sentence_bounds(text: str, words: Sequence[tuple[str, int, int]]) -> list[tuple[int, int]]:
+    """Word index ranges [a, b) of the sentences of a raw text, from its ``split_words``: a sentence
+    ends after a standalone . ! ? or ... (with the closing quotes and brackets that touch it), or at a
+    line break between two words. An abbreviation's period is not standalone (split_words keeps it),
+    so "Mr. Smith" stays whole. Why: the model was trained on one sentence at a time, and tagging
+    several as one sequence cost F1 (CoNLL dev, documents as text: README, Serving)."""
+    bounds: list[tuple[int, int]] = []
+    start, i, n = 0, 0, len(words)
+    while i < n:
+        j = i + 1
+        if words[i][0] in _SENTENCE_ENDS:
+            while j < n and words[j][1] == words[j - 1][2] and (words[j][0] in _CLOSERS or words[j][0] in _SENTENCE_ENDS):
+                j += 1
+            cut = True
+        else:
+            cut = j < n and "\n" in text[words[i][2]:words[j][1]]
+        if cut and j < n:
+            bounds.append((start, j))
+            start = j
+        i = j
+    if start < n:
+        bounds.append((start, n))
+    return bounds

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import split_words
+from .data import sentence_bounds, split_words
 from .decoding import aggregate_word, check_strategy, entities_from_groups, group_units, softmax
 from .encoding import DEFAULT_CALL_COST, CallCost, PromptEncoder, Window, batch_arrays, piece_spans, token_budget_batches
 from .errors import InputError
@@ -37,6 +37,7 @@ class TaggingPipeline:
         head_cached: bool = False,
         call_cost: CallCost | None = DEFAULT_CALL_COST,
         on_call: CallObserver | None = None,
+        split_sentences: bool = True,
     ) -> None:
         self.encoder = encoder
         self.labels = labels
@@ -46,6 +47,7 @@ class TaggingPipeline:
         self.sort_by_length = sort_by_length
         self.call_cost = call_cost  # see token_budget_batches
         self.on_call = on_call  # the service counts model time, rows and padding with it (/metrics)
+        self.split_sentences = split_sentences  # raw text: each sentence its own sequence (data.sentence_bounds)
         # Prompt-isolated models cache the [CLS] prompt [SEP] head: the backend sees only the text part.
         self.skip = len(encoder.head_ids) if head_cached else 0
 
@@ -115,7 +117,7 @@ class TaggingPipeline:
                 raise InputError(f"entity_types: unknown type {unknown[0]!r} (model knows {', '.join(self.labels.entity_types)})")
             wanted = set(entity_types)
         splits = [split_words(t) for t in texts]
-        probs = self.piece_probs([[w for w, _, _ in s] for s in splits])
+        probs = self._text_probs(texts, splits)
         results = []
         for text, words, rows_per_word in zip(texts, splits, probs):
             units: list[tuple[str, float, int, int]] = []
@@ -131,6 +133,22 @@ class TaggingPipeline:
                     units.append((self.labels.labels[idx], score, ws, we))
             results.append(entities_from_groups(text, group_units(units), min_score, wanted))
         return results
+
+    def _text_probs(self, texts: Sequence[str], splits: list[list[tuple[str, int, int]]]) -> list[list[np.ndarray]]:
+        """piece_probs of each text's words; with split_sentences each sentence runs as its own sequence,
+        as the model was trained, and the rows are put back in the text's word order."""
+        if not self.split_sentences:
+            return self.piece_probs([[w for w, _, _ in s] for s in splits])
+        units: list[list[str]] = []
+        owner: list[int] = []
+        for ti, (text, words) in enumerate(zip(texts, splits)):
+            for a, b in sentence_bounds(text, words):
+                units.append([w for w, _, _ in words[a:b]])
+                owner.append(ti)
+        probs: list[list[np.ndarray]] = [[] for _ in texts]
+        for ti, rows in zip(owner, self.piece_probs(units)):
+            probs[ti].extend(rows)
+        return probs
 
     def _piece_offsets(self, words: list[str]) -> list[list[tuple[int, int]]]:
         """Character span of each piece inside its word (for the token-level ``simple`` strategy)."""

@@ -52,6 +52,7 @@ class ServeConfig:
     tracing: str = "auto"  # OpenTelemetry spans per request: auto (on iff BentoML has a tracing exporter), on, off
     keepalive_requests: int = 100  # several workers: close 1 keep-alive connection in N, more above a fair share (KeepAliveBudget; 0: never)
     timeout_s: int = 60  # request timeout -> 504
+    split_sentences: bool = True  # each sentence of a text its own sequence, as trained (data.sentence_bounds); 0: whole text
     gc_threshold: int = 10000  # after start-up: freeze the heap, collect the young generation every N allocations (tune_gc; 0: Python's defaults)
 
     def __post_init__(self) -> None:

@@ -133,3 +133,29 @@ def test_split_words_as_conll_tokenised(text, words):
     """Raw text splits into the words CoNLL-2003 would have: initials, abbreviations and list numbers
     keep their period (not a sentence's final one), clitics stand alone, O'Brien is one word."""
     assert [w for w, _, _ in split_words(text)] == words
+
+
+@pytest.mark.parametrize(
+    "text, sentences",
+    [
+        ('Mr. Smith went to Washington. He said "Hi." Then left!\nNew line here',
+         ["Mr. Smith went to Washington .", 'He said " Hi . "', "Then left !", "New line here"]),
+        ("A. Symonds ( Australia ) 63 . Next one?! Yes...", ["A. Symonds ( Australia ) 63 .", "Next one ? !", "Yes ..."]),
+        ("U.S. talks end. (Reuters) no stop\n\n", ["U.S. talks end .", "( Reuters ) no stop"]),
+        ("No end", ["No end"]),
+        ("", []),
+    ],
+)
+def test_sentence_bounds(text, sentences):
+    """Ends after a standalone . ! ? ... (with closers touching it) or at a line break; an
+    abbreviation's or initial's period (kept in its word) ends nothing."""
+    from promptbert.data import sentence_bounds
+
+    words = split_words(text)
+    assert [" ".join(w for w, _, _ in words[a:b]) for a, b in sentence_bounds(text, words)] == sentences
+
+
+def test_read_conll_numbers_documents(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text("a O\n\n-DOCSTART- -X- -X- O\n\nb O\n\nc O\n\n-DOCSTART- -X- -X- O\nd O\n", encoding="utf-8")
+    assert [(s.words[0], s.doc) for s in read_conll(p)] == [("a", 0), ("b", 1), ("c", 1), ("d", 2)]

@@ -342,6 +342,30 @@ def test_evaluate_as_text_maps_entities_back_onto_the_gold_words():
     assert rep["resplit"] == 0.5  # "x--y" splits into x, --, y
 
 
+def test_evaluate_as_text_joins_a_documents_sentences():
+    """documents: one text per -DOCSTART- document, its sentences one a line; paragraphs: run together.
+    The tags come back to each sentence."""
+    from promptbert.data import Sentence
+    from training.evaluate import evaluate_as_text
+
+    sents = [Sentence(("Paris", "."), ("B-LOC", "O"), doc=1), Sentence(("John", "left"), ("B-PER", "O"), doc=1),
+             Sentence(("Acme", "won"), ("B-ORG", "O"), doc=2)]
+    seen = []
+
+    class Stub:
+        def entities(self, texts, strategy):
+            seen.append(texts)
+            at = {"Paris": "LOC", "John": "PER", "Acme": "ORG"}
+            return [[{"entity_group": g, "start": t.index(w), "end": t.index(w) + len(w)} for w, g in at.items() if w in t]
+                    for t in texts]
+
+    for unit, texts in (("documents", ["Paris .\nJohn left", "Acme won"]), ("paragraphs", ["Paris . John left", "Acme won"]),
+                        ("sentences", ["Paris .", "John left", "Acme won"])):
+        rep = evaluate_as_text(Stub(), sents, unit=unit)
+        assert seen[-1] == texts and rep["texts"] == len(texts) and rep["resplit"] == 1.0
+        assert rep["micro avg"]["f1-score"] == 1.0 and rep["micro avg"]["support"] == 3
+
+
 def test_cli_evaluate_as_text(tiny_artifact, tiny_corpus, tmp_path, capsys):
     from promptbert.cli import main
     from promptbert.data import load_split
@@ -350,8 +374,23 @@ def test_cli_evaluate_as_text(tiny_artifact, tiny_corpus, tmp_path, capsys):
     out = tmp_path / "as_text.json"
     assert main(["evaluate", str(tiny_artifact), "--data", str(tiny_corpus), "--variant", "fp32", "--as-text", "--output", str(out)]) == 0
     written = json.loads(out.read_text())
-    assert written["as_text"] is True and written["report"]["resplit"] == 1.0
-    assert "of the sentences split back into their gold words" in capsys.readouterr().out
+    assert written["as_text"] == "sentences" and written["report"]["resplit"] == 1.0
+    assert "of the 2 texts split back into their gold words" in capsys.readouterr().out
     pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")  # the tiny test split resplits exactly: same scores
     gold = evaluate_sentences(pipe, load_split(tiny_corpus, "test"), written["aggregation"])
     assert written["report"]["micro avg"] == pytest.approx(gold["micro avg"])
+
+
+def test_cli_predict_whole_text(tiny_artifact, capsys):
+    """predict splits a text into sentences as the service does; --whole-text runs it as one sequence."""
+    from promptbert.cli import main
+
+    text = "John Smith visited Paris . Mary Jones met the Acme Corp team in London ."
+    answers = {}
+    for flag in ([], ["--whole-text"]):
+        assert main(["predict", str(tiny_artifact), text, "--json", "--variant", "fp32", *flag]) == 0
+        answers[bool(flag)] = json.loads(capsys.readouterr().out)
+    for whole in (False, True):
+        pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu", split_sentences=not whole)
+        assert answers[whole] == pipe.entities([text])
+    assert answers[False] != answers[True]

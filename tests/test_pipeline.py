@@ -1,5 +1,7 @@
 """TaggingPipeline on a real (tiny) artifact: what reaches the model."""
 
+import pytest
+
 from promptbert.runtime import Artifact
 
 
@@ -42,3 +44,18 @@ def test_decomposed_accents_tag_like_composed(tiny_artifact):
         (e["entity_group"], round(e["score"], 5), e["word"]) for e in composed
     ]
     assert all(nfd[e["start"]:e["end"]] == e["word"] for e in decomposed)
+
+
+def test_each_sentence_of_a_text_runs_as_its_own_sequence(tiny_artifact):
+    """A text of two sentences gets what each sentence gets alone (offsets shifted), as the model was
+    trained on single sentences; split_sentences=False runs the text as one sequence."""
+    first, second = "John Smith visited Paris .", "Mary Jones met the Acme Corp team in London ."
+    text = f"{first} {second}"
+    split, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")
+    whole, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu", split_sentences=False)
+    shift = len(first) + 1
+    alone = split.entities([first])[0] + [dict(e, start=e["start"] + shift, end=e["end"] + shift) for e in split.entities([second])[0]]
+    got = split.entities([text])[0]
+    assert [(e["entity_group"], e["start"], e["end"]) for e in got] == [(e["entity_group"], e["start"], e["end"]) for e in alone]
+    assert [e["score"] for e in got] == pytest.approx([e["score"] for e in alone], abs=1e-5)
+    assert whole.entities([text])[0] != got  # one sequence: each sentence sees the other

@@ -38,19 +38,40 @@ def evaluate_sentences(pipe: TaggingPipeline, sentences: list[Sentence], strateg
     return report([list(s.tags) for s in sentences], pred)
 
 
-def evaluate_as_text(pipe: TaggingPipeline, sentences: list[Sentence], strategy: str = "first") -> dict[str, Any]:
-    """The same report through the path the service takes for raw text: each sentence's words joined
-    by spaces, split again by ``split_words``, tagged, and the entities mapped back onto the gold
-    words by character offsets (an entity's first word B-, the rest I-; a word another entity already
-    took stays with it). Against evaluate_sentences, the difference is what the word splitter costs;
-    ``resplit`` is the share of sentences whose words split back exactly into the gold words."""
-    texts, spans = [], []
+AS_TEXT = {"sentences": None, "documents": "\n", "paragraphs": " "}  # how sentences are joined into one text
+
+
+def evaluate_as_text(pipe: TaggingPipeline, sentences: list[Sentence], strategy: str = "first",
+                     unit: str = "sentences") -> dict[str, Any]:
+    """The same report through the path the service takes for raw text. Each sentence (``unit``
+    "sentences"), or each document's sentences one a line ("documents") or in one paragraph
+    ("paragraphs"), is joined into a text with spaces between words, split again by ``split_words``,
+    tagged, and its entities are mapped back onto the gold words by character offsets (an entity's
+    first word B-, the rest I-; a word another entity already took stays with it). Against
+    evaluate_sentences, the difference is what the raw-text path costs: the word splitter, and for
+    documents, sentence splitting and context. ``resplit`` is the share of texts whose words split
+    back exactly into the gold words."""
+    if unit not in AS_TEXT:
+        raise ValueError(f"unit: one of {', '.join(AS_TEXT)}, got {unit!r}")
+    groups: list[list[Sentence]] = []
     for s in sentences:
-        starts = np.cumsum([0] + [len(w) + 1 for w in s.words[:-1]])
-        texts.append(" ".join(s.words))
-        spans.append([(int(a), int(a) + len(w)) for a, w in zip(starts, s.words)])
+        if unit != "sentences" and groups and groups[-1][-1].doc == s.doc:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    texts, spans = [], []
+    for group in groups:
+        text, span = "", []
+        for k, s in enumerate(group):
+            text += AS_TEXT[unit] if k else ""
+            for n, w in enumerate(s.words):
+                text += " " if n else ""
+                span.append((len(text), len(text) + len(w)))
+                text += w
+        texts.append(text)
+        spans.append(span)
     pred = []
-    for words, ents in zip(spans, pipe.entities(texts, strategy)):
+    for group, words, ents in zip(groups, spans, pipe.entities(texts, strategy)):
         tags = ["O"] * len(words)
         for e in ents:
             first = True
@@ -58,10 +79,14 @@ def evaluate_as_text(pipe: TaggingPipeline, sentences: list[Sentence], strategy:
                 if a < e["end"] and e["start"] < b and tags[i] == "O":
                     tags[i] = f"{'B' if first else 'I'}-{e['entity_group']}"
                     first = False
-        pred.append(tags)
+        at = 0
+        for s in group:
+            pred.append(tags[at:at + len(s.words)])
+            at += len(s.words)
     out = report([list(s.tags) for s in sentences], pred)
-    same = sum([w for w, _, _ in split_words(t)] == list(s.words) for t, s in zip(texts, sentences))
-    out["resplit"] = same / max(len(sentences), 1)
+    same = sum([w for w, _, _ in split_words(t)] == [w for s in g for w in s.words] for t, g in zip(texts, groups))
+    out["resplit"] = same / max(len(groups), 1)
+    out["texts"] = len(groups)
     return out
 
 
@@ -80,7 +105,7 @@ def format_report(rep: dict[str, Any], title: str = "") -> str:
         lines.append("")
     lines.append(f"token accuracy: {rep['token_accuracy']:.4f}  sentences: {rep['sentences']}")
     if "resplit" in rep:
-        lines.append(f"as text: {rep['resplit']:.2%} of the sentences split back into their gold words")
+        lines.append(f"as text: {rep['resplit']:.2%} of the {rep['texts']} texts split back into their gold words")
     return "\n".join(lines)
 
 
