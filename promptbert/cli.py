@@ -211,10 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--variant", default="auto", help="artifact variant: auto, fp32, optimized, int8, fp16")
     e.add_argument("--aggregation", help="word aggregation: first, average, max (default: an artifact's best on dev, as served)")
     e.add_argument("--limit", type=int, default=0, help="first N sentences only")
-    e.add_argument("--as-text", nargs="?", const="sentences", choices=["sentences", "documents", "paragraphs"],
+    e.add_argument("--as-text", nargs="?", const="sentences", choices=["sentences", "documents", "paragraphs", "wrapped"],
                    help="F1 as served: tag raw text (words joined by spaces, split again as the service splits), each "
                         "sentence (default), or each document's sentences one a line (documents) or run together "
-                        "(paragraphs); entities are mapped back onto the gold words")
+                        "(paragraphs), also hard-wrapped at 72 characters (wrapped); entities are mapped back onto "
+                        "the gold words")
     e.add_argument("--whole-text", action="store_true", help="with --as-text: tag each text as one sequence, not "
                    "sentence by sentence (the service's PROMPTBERT_SPLIT_SENTENCES=0)")
     e.add_argument("--output", help="write the report as JSON here")

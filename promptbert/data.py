@@ -210,12 +210,17 @@ _SENTENCE_ENDS = frozenset({".", "!", "?", "...", "\u2026"})
 _CLOSERS = frozenset({'"', "'", ")", "]", "}", "\u2019", "\u201d", "\u00bb"})
 
 
+SHORT_LINE = 40  # characters: a line break after a shorter line ends a sentence (sentence_bounds)
+
+
 def sentence_bounds(text: str, words: Sequence[tuple[str, int, int]]) -> list[tuple[int, int]]:
     """Word index ranges [a, b) of the sentences of a raw text, from its ``split_words``: a sentence
-    ends after a standalone . ! ? or ... (with the closing quotes and brackets that touch it), or at a
-    line break between two words. An abbreviation's period is not standalone (split_words keeps it),
-    so "Mr. Smith" stays whole. Why: the model was trained on one sentence at a time, and tagging
-    several as one sequence cost F1 (CoNLL dev, documents as text: README, Serving)."""
+    ends after a standalone . ! ? or ... (with the closing quotes and brackets that touch it), at a
+    blank line, or at a line break after a line shorter than SHORT_LINE characters (a heading, a
+    dateline, a table row). A longer line's break is taken for wrapping: hard-wrapped text would
+    otherwise cut "Emmanuel\nMacron" apart. An abbreviation's period is not standalone (split_words
+    keeps it), so "Mr. Smith" stays whole. Why: the model was trained on one sentence at a time, and
+    tagging several as one sequence cost F1 (CoNLL documents as text: README, Serving)."""
     bounds: list[tuple[int, int]] = []
     start, i, n = 0, 0, len(words)
     while i < n:
@@ -224,8 +229,11 @@ def sentence_bounds(text: str, words: Sequence[tuple[str, int, int]]) -> list[tu
             while j < n and words[j][1] == words[j - 1][2] and (words[j][0] in _CLOSERS or words[j][0] in _SENTENCE_ENDS):
                 j += 1
             cut = True
+        elif j < n and "\n" in (gap := text[words[i][2]:words[j][1]]):
+            line_start = text.rfind("\n", 0, words[i][2]) + 1
+            cut = gap.count("\n") > 1 or words[i][2] - line_start < SHORT_LINE
         else:
-            cut = j < n and "\n" in text[words[i][2]:words[j][1]]
+            cut = False
         if cut and j < n:
             bounds.append((start, j))
             start = j

@@ -144,11 +144,15 @@ def test_split_words_as_conll_tokenised(text, words):
         ("U.S. talks end. (Reuters) no stop\n\n", ["U.S. talks end .", "( Reuters ) no stop"]),
         ("No end", ["No end"]),
         ("", []),
+        ("The chancellor said on Tuesday that Angela Merkel met Emmanuel\nMacron in Paris and",
+         ["The chancellor said on Tuesday that Angela Merkel met Emmanuel Macron in Paris and"]),  # a wrapped line
+        ("LONDON 1996-08-30\nAngela Merkel met Macron", ["LONDON 1996-08-30", "Angela Merkel met Macron"]),  # a short line
+        ("The chancellor said on Tuesday that Angela Merkel met\n\nMacron", ["The chancellor said on Tuesday that Angela Merkel met", "Macron"]),
     ],
 )
 def test_sentence_bounds(text, sentences):
-    """Ends after a standalone . ! ? ... (with closers touching it) or at a line break; an
-    abbreviation's or initial's period (kept in its word) ends nothing."""
+    """Ends after a standalone . ! ? ... (with closers touching it), at a blank line or after a short
+    line (a long line's break is wrapping); an abbreviation's or initial's period ends nothing."""
     from promptbert.data import sentence_bounds
 
     words = split_words(text)

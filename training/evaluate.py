@@ -38,14 +38,17 @@ def evaluate_sentences(pipe: TaggingPipeline, sentences: list[Sentence], strateg
     return report([list(s.tags) for s in sentences], pred)
 
 
-AS_TEXT = {"sentences": None, "documents": "\n", "paragraphs": " "}  # how sentences are joined into one text
+# How a document's sentences are joined into one text: one a line, run together, or run together and
+# hard-wrapped at WRAP characters (a line break then falls inside sentences).
+AS_TEXT = {"sentences": None, "documents": "\n", "paragraphs": " ", "wrapped": " "}
+WRAP = 72
 
 
 def evaluate_as_text(pipe: TaggingPipeline, sentences: list[Sentence], strategy: str = "first",
                      unit: str = "sentences") -> dict[str, Any]:
     """The same report through the path the service takes for raw text. Each sentence (``unit``
-    "sentences"), or each document's sentences one a line ("documents") or in one paragraph
-    ("paragraphs"), is joined into a text with spaces between words, split again by ``split_words``,
+    "sentences"), or each document's sentences one a line ("documents"), in one paragraph
+    ("paragraphs") or in one paragraph wrapped at WRAP characters ("wrapped"), is joined into a text with spaces between words, split again by ``split_words``,
     tagged, and its entities are mapped back onto the gold words by character offsets (an entity's
     first word B-, the rest I-; a word another entity already took stays with it). Against
     evaluate_sentences, the difference is what the raw-text path costs: the word splitter, and for
@@ -68,6 +71,12 @@ def evaluate_as_text(pipe: TaggingPipeline, sentences: list[Sentence], strategy:
                 text += " " if n else ""
                 span.append((len(text), len(text) + len(w)))
                 text += w
+        if unit == "wrapped":  # a space before a word that would pass the width becomes a line break
+            chars, line_start = list(text), 0
+            for a, b in span[1:]:
+                if b - line_start > WRAP:
+                    chars[a - 1], line_start = "\n", a
+            text = "".join(chars)
         texts.append(text)
         spans.append(span)
     pred = []
