@@ -112,14 +112,21 @@ def test_cli_label_not_in_map_and_bad_config_key(tmp_path, tiny_base, tiny_promp
     assert r.returncode == 2 and "epoch: unknown key in TrainConfig" in r.stderr
 
 
-def test_progress_is_one_bar_and_a_line_per_evaluation(tiny_base, tiny_corpus, tiny_prompt, tmp_path, capfd):
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_is_one_bar_and_a_line_per_evaluation(tiny_base, tiny_corpus, tiny_prompt, tmp_path, capfd, monkeypatch, tty):
     """With progress on, the Trainer's bar carries the loss and each evaluation prints one line with dev F1;
-    no raw log dicts, no second bar per evaluation, no "newly initialized ... TRAIN this model" warning."""
+    no raw log dicts, no second bar per evaluation, no "newly initialized ... TRAIN this model" warning.
+    Into a file (not a terminal) no bar frames: a plain line at each tenth of the steps."""
     from training.train import train
 
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
     train(tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, tmp_path / "m", max_steps=2, progress=True))
     out = capfd.readouterr()
     err = out.out + out.err  # the bar on stderr, tqdm.write's lines on stdout
     assert len(re.findall(r"step 2 \(epoch [\d.]+\): dev F1 [\d.]+, precision [\d.]+, recall [\d.]+, loss [\d.]+", err)) == 1
     assert "{'" not in err and "eval_loss" not in err and "newly initialized" not in err
-    assert "loss=" in err  # on the bar
+    if tty:
+        assert "loss=" in err  # on the bar
+    else:
+        assert "\r" not in err and "it/s" not in err
+        assert re.findall(r"^step (\d)/2 \((\d+)%\)[^\n]*steps/s, \d+ s left$", out.out, re.M) == [("1", "50"), ("2", "100")]

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -154,7 +155,32 @@ def seqeval_metrics(labels: LabelMap):  # noqa: ANN201 - a Trainer callback
 
 class CompactProgress(ProgressCallback):
     """The Trainer's progress bar without its raw log dicts and a second bar per evaluation: the
-    latest training loss on the bar, and one line per evaluation."""
+    latest training loss on the bar, and one line per evaluation. Where stderr is not a terminal (a
+    log file under nohup) there is no bar, whose carriage-return frames pile up there into one huge
+    line: a line at each tenth of the steps instead."""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from tqdm.auto import tqdm
+
+        self.tty = sys.stderr.isatty()
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, disable=not self.tty)
+        self.current_step = 0
+        self.loss: float | None = None
+        self.started = time.monotonic()
+        self.next_tenth = 1
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        super().on_step_end(args, state, control, **kwargs)
+        if self.tty or not state.is_world_process_zero or not state.max_steps:
+            return
+        tenth = state.global_step * 10 // state.max_steps
+        if tenth >= self.next_tenth:
+            self.next_tenth = tenth + 1
+            rate = state.global_step / max(time.monotonic() - self.started, 1e-9)
+            loss = f", loss {self.loss:.4f}" if self.loss is not None else ""
+            self.training_bar.write(f"step {state.global_step}/{state.max_steps} ({state.global_step / state.max_steps:.0%})"
+                                    f"{loss}, {rate:.2f} steps/s, {(state.max_steps - state.global_step) / rate:.0f} s left")
 
     def on_prediction_step(self, args: Any, state: Any, control: Any, eval_dataloader: Any = None, **kwargs: Any) -> None:
         return None
@@ -168,6 +194,7 @@ class CompactProgress(ProgressCallback):
                 f"{logs.get('eval_precision', float('nan')):.4f}, recall {logs.get('eval_recall', float('nan')):.4f}, "
                 f"loss {logs.get('eval_loss', float('nan')):.4f}")
         elif "loss" in logs:
+            self.loss = float(logs["loss"])
             self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
 
 
