@@ -381,6 +381,19 @@ def test_cli_evaluate_as_text(tiny_artifact, tiny_corpus, tmp_path, capsys):
     assert written["report"]["micro avg"] == pytest.approx(gold["micro avg"])
 
 
+def test_cli_predict_texts_after_the_options(tiny_artifact, capsys):
+    """`promptbert predict ART --variant fp32 "text"` tags the text (argparse used to call it unrecognized)."""
+    from promptbert.cli import main
+
+    texts = ["John Smith visited Paris .", "Mary met the Acme Corp team ."]
+    assert main(["predict", str(tiny_artifact), texts[0], "--variant", "fp32", "--json", texts[1]]) == 0
+    pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")
+    assert json.loads(capsys.readouterr().out) == pipe.entities(texts)
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(tiny_artifact), "--variant", "fp32", "hi", "--bogus"])
+    assert exc.value.code == 2 and "unrecognized arguments: hi --bogus" in capsys.readouterr().err
+
+
 def test_cli_predict_whole_text(tiny_artifact, capsys):
     """predict splits a text into sentences as the service does; --whole-text runs it as one sequence."""
     from promptbert.cli import main
