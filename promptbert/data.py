@@ -170,7 +170,8 @@ _CLITIC_TAIL = r"(?:[sS]|re|RE|m|M|ve|VE|ll|LL|d|D)\b"
 _CLITIC = rf"['’]{_CLITIC_TAIL}"  # 's 're 'm 've 'll 'd stand alone
 _NT = r"n['’][tT]\b"  # "do" + "n't"
 # Abbreviations CoNLL keeps with their period (from its training split, plus common titles and
-# company forms); only before more text, so that a sentence's own final period stays a word.
+# company forms); only before more text or a clitic ("Corp.'s"), so that a sentence's own final period
+# stays a word.
 _ABBREVIATIONS = (
     "Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Gen|Lt|Col|Capt|Sgt|Gov|Sen|Rep|Rev|Co|Corp|Inc|Ltd|Bros|vs|vol|"
     "Jan|Feb|Aug|Sept|Oct|Nov|Dec|Calif|Fla|Mt|Ft|Ave"
@@ -184,7 +185,7 @@ def _word_regex(marks: str) -> re.Pattern[str]:
     return re.compile(
         r"(?<![^\n])\d{1,3}\.(?=[ \t])"  # "1." opening a line (a ranked list)
         rf"|(?:[^\W\d_]{m}\.){{2,}}(?:-{w}+)*"  # U.S. / e.g. / U.S.-led
-        rf"|(?<!\w)(?=[A-Za-z]{{1,{_ABBREVIATION_MAX}}}\.\s)(?:(?i:{_ABBREVIATIONS})|[A-Z])\.(?=\s+\S)"  # Corp. / vs. / the initial of "J. Smith"
+        rf"|(?<!\w)(?=[A-Za-z]{{1,{_ABBREVIATION_MAX}}}\.[\s'’])(?:(?i:{_ABBREVIATIONS})|[A-Z])\.(?=\s+\S|{_CLITIC})"  # Corp. / vs. / the initial of "J. Smith"
         r"|(?<!\w)[A-Z]{1,3}\$"  # C$ / US$
         rf"|{_NT}|{_CLITIC}"
         rf"|{w}+(?={_NT})"  # "do" of "don't"

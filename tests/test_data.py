@@ -121,6 +121,7 @@ def test_split_words_ascii_fast_path_splits_like_the_full_one(text):
         ("A. Symonds met Mr. Smith of Acme Corp. in St. Louis", ["A.", "Symonds", "met", "Mr.", "Smith", "of", "Acme", "Corp.", "in", "St.", "Louis"]),
         ("He signed for Acme Corp. It was Plan B.", ["He", "signed", "for", "Acme", "Corp.", "It", "was", "Plan", "B", "."]),
         ("ACME CORP. AND ST. LOUIS vs. Zinc.", ["ACME", "CORP.", "AND", "ST.", "LOUIS", "vs.", "Zinc", "."]),
+        ("Microsoft Corp.'s shares", ["Microsoft", "Corp.", "'s", "shares"]),
         ("1. Michael Johnson ( U.S. ) 19.32\n2. Frank Fredericks", ["1.", "Michael", "Johnson", "(", "U.S.", ")", "19.32", "2.", "Frank", "Fredericks"]),
         ("He came 3. Then U.S.-led talks", ["He", "came", "3", ".", "Then", "U.S.-led", "talks"]),
         ("I'm sure they've said we're O'Brien's men", ["I", "'m", "sure", "they", "'ve", "said", "we", "'re", "O'Brien", "'s", "men"]),
