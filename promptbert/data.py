@@ -209,8 +209,6 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
 
 _SENTENCE_ENDS = frozenset({".", "!", "?", "...", "\u2026"})
 _CLOSERS = frozenset({'"', "'", ")", "]", "}", "\u2019", "\u201d", "\u00bb"})
-
-
 SHORT_LINE = 40  # characters: a line break after a shorter line ends a sentence (sentence_bounds)
 
 
@@ -219,7 +217,7 @@ def sentence_bounds(text: str, words: Sequence[tuple[str, int, int]]) -> list[tu
     ends after a standalone . ! ? or ... (with the closing quotes and brackets that touch it), at a
     blank line, or at a line break after a line shorter than SHORT_LINE characters (a heading, a
     dateline, a table row). A longer line's break is taken for wrapping: hard-wrapped text would
-    otherwise cut "Emmanuel\nMacron" apart. An abbreviation's period is not standalone (split_words
+    otherwise cut a name apart where a line ends between its words. An abbreviation's period is not standalone (split_words
     keeps it), so "Mr. Smith" stays whole. Why: the model was trained on one sentence at a time, and
     tagging several as one sequence cost F1 (CoNLL documents as text: README, Serving)."""
     bounds: list[tuple[int, int]] = []
