@@ -217,8 +217,8 @@ def sentence_bounds(text: str, words: Sequence[tuple[str, int, int]]) -> list[tu
     ends after a standalone . ! ? or ... (with the closing quotes and brackets that touch it), at a
     blank line, or at a line break after a line shorter than SHORT_LINE characters (a heading, a
     dateline, a table row). A longer line's break is taken for wrapping: hard-wrapped text would
-    otherwise cut a name apart where a line ends between its words. An abbreviation's period is not standalone (split_words
-    keeps it), so "Mr. Smith" stays whole. Why: the model was trained on one sentence at a time, and
+    otherwise cut a name apart where a line ends between its words. An abbreviation's period is
+    not standalone (split_words keeps it), so "Mr. Smith" stays whole. Why: the model was trained on one sentence at a time, and
     tagging several as one sequence cost F1 (CoNLL documents as text: README, Serving)."""
     bounds: list[tuple[int, int]] = []
     start, i, n = 0, 0, len(words)
