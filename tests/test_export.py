@@ -45,6 +45,19 @@ def test_all_variants_and_complete_manifest(tiny_artifact, tiny_model):
     assert {"fp32", "int8"} <= set(m["metrics"]) and "dev_f1" in m["metrics"]["int8"]
 
 
+def test_manifest_carries_dev_f1_as_served(tiny_artifact, tiny_corpus):
+    """Each scored variant's dev F1 through the raw-text path, as `promptbert evaluate --as-text` gets it."""
+    from promptbert.data import load_split
+    from training.evaluate import evaluate_as_text
+
+    m = json.loads((tiny_artifact / C.MANIFEST).read_text())
+    dev = load_split(tiny_corpus, "dev")
+    for variant in ("fp32", "int8"):
+        pipe, _ = Artifact(tiny_artifact).pipeline(variant, "cpu")
+        expected = evaluate_as_text(pipe, dev, m["best_aggregation"])["micro avg"]["f1-score"]
+        assert m["metrics"][variant]["dev_f1_as_text"] == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("fuse", [True, False])
 def test_skip_layer_norm_fusion_follows_the_config(tiny_artifact, tmp_path, fuse):
     from export.onnx_export import _optimize, count_ops
