@@ -34,6 +34,9 @@ EOF
 
 step "2. CoNLL test F1, artifact's auto choice, in process"
 timeout 90 "$PY" -m promptbert.cli evaluate "$ART" --data "$DATA" --split test --limit ${LIMIT:-0} --output "$OUT/eval_test.json"
+# as served: whole documents through the word and sentence splitters (stop 19), calls filled up to the token budget
+timeout 60 "$PY" -m promptbert.cli evaluate "$ART" --data "$DATA" --split test --as-text documents --output "$OUT/eval_test_documents.json" \
+    | grep -E "micro|as text"
 
 step "3. service vs in process, defaults"
 timeout 200 "$PY" bench/service.py --artifact "$ART" --data "$DATA" --limit ${LIMIT:-0} --clients 1,8,32 --per-request 1,8 \
