@@ -164,7 +164,7 @@ class PromptBertNER:
             **({} if cost is None else {"call_cost": cost}),
         )
         self.serving_versions = versions()
-        self.default_strategy = CONFIG.aggregation or best_aggregation(self.artifact.folder)
+        self.default_strategy = CONFIG.aggregation or best_aggregation(self.artifact.manifest)
         self.batch_sizes: Counter[int] = Counter()
         self._lock = threading.Lock()
         bind_apis_once(self)

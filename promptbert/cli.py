@@ -51,14 +51,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import data as D
-    from .manifest import best_aggregation, write_json
+    from . import constants as C
+    from .manifest import best_aggregation, read_json, write_json
 
     from training.evaluate import evaluate_as_text, evaluate_sentences, format_report, load_any
 
     pipe, backend = load_any(a.model, a.variant, split_sentences=not a.whole_text)
     sentences = D.load_split(a.data, a.split, a.limit or None)
     D.check_labels(sentences, pipe.labels.entity_types)
-    strategy = a.aggregation or best_aggregation(a.model)
+    strategy = a.aggregation or best_aggregation(read_json(Path(a.model) / C.MANIFEST))  # load_any checked it
     if a.as_text:
         rep = evaluate_as_text(pipe, sentences, strategy, a.as_text)
     else:
@@ -113,8 +114,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
         raise InputError("give at least one text (arguments or --file)")
     types = [t.strip() for t in a.types.split(",")] if a.types else None
-    pipe, loaded = Artifact(a.artifact).pipeline(a.variant, a.device, split_sentences=not a.whole_text)
-    results = pipe.entities(texts, a.aggregation or best_aggregation(a.artifact), a.min_score, types)
+    artifact = Artifact(a.artifact)
+    pipe, loaded = artifact.pipeline(a.variant, a.device, split_sentences=not a.whole_text)
+    results = pipe.entities(texts, a.aggregation or best_aggregation(artifact.manifest), a.min_score, types)
     if a.json:
         print(json.dumps(results, ensure_ascii=False))
         return 0

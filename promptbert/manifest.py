@@ -40,12 +40,10 @@ def versions() -> dict[str, str]:
     return out
 
 
-def best_aggregation(folder: str | Path) -> str:
+def best_aggregation(manifest: dict[str, Any]) -> str:
     """The word aggregation that scored best on dev at export ("first" for a model folder or an older
     artifact). It is the default of the service, `promptbert predict` and `promptbert evaluate`, so that
     the three give the same answers for the same text."""
-    path = Path(folder) / C.MANIFEST
-    manifest = read_json(path) if path.is_file() else {}
     return str(manifest.get("best_aggregation", "first"))
 
 
