@@ -56,6 +56,7 @@ def test_manifest_carries_dev_f1_as_served(tiny_artifact, tiny_corpus):
         pipe, _ = Artifact(tiny_artifact).pipeline(variant, "cpu")
         expected = evaluate_as_text(pipe, dev, m["best_aggregation"])["micro avg"]["f1-score"]
         assert m["metrics"][variant]["dev_f1_as_text"] == pytest.approx(expected)
+    assert m["text_path"] == {"word_splitter": C.WORD_SPLITTER, "dev_resplit": 1.0}
 
 
 @pytest.mark.parametrize("fuse", [True, False])
@@ -205,6 +206,24 @@ def test_bad_inputs_one_line_exit_2(tiny_artifact, tiny_model, tmp_path):
         assert r.returncode == 2, (args, r.stderr[-500:])
         assert needle in r.stderr.strip().splitlines()[-1] and "Traceback" not in r.stderr, (args, r.stderr[-500:])
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_export_warns_when_the_word_splitter_disagrees_with_the_data(tiny_model, tmp_path):
+    """A corpus tokenised otherwise than the service's word splitter splits (here "Paris." as one word):
+    the export says so and records the share of dev sentences that split back into their words."""
+    from export.config import ExportConfig
+    from export.onnx_export import export
+
+    from tests.conftest import write_conll
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_conll(data / "dev.txt", [("John Smith visited Paris.", "B-PER I-PER O B-LOC"), ("Mary left London .", "B-PER O B-LOC O"),
+                                   ("Acme Corp won.", "B-ORG I-ORG O")])
+    lines: list[str] = []
+    manifest = export(tiny_model, tmp_path / "art", ExportConfig(variants=("fp32",), data_dir=str(data)), report=lines.append)
+    assert manifest["text_path"]["dev_resplit"] == pytest.approx(1 / 3)
+    assert any(line.startswith("warning  the service's word splitter") and "33.3% of the dev sentences" in line for line in lines)
 
 
 def test_model_folder_without_prompt_is_refused(tiny_model, tmp_path):
