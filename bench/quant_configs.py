@@ -35,7 +35,7 @@ def main() -> None:
     from seqeval.metrics import f1_score
 
     from export.config import detect_isa
-    from export.onnx_export import quantize_fused, count_ops, node_names
+    from export.onnx_export import count_ops, kept_fp32, quantize_fused
     from promptbert.runtime import CPU, Artifact, make_session, onnx_pipeline
 
     art = Artifact(a.artifact)
@@ -45,12 +45,14 @@ def main() -> None:
     isa = detect_isa()
     make = getattr(AutoQuantizationConfig, isa)
     raw = Path(a.artifact) / "model.onnx"
-    names = node_names(raw)
-    head = [n for n in names if "classifier" in n]
+    head = kept_fp32(raw, ("classifier",))
+    keep = kept_fp32(raw, ())  # only what int8 cannot hold: an isolated graph's baked head keys and values
     configs = {
-        "naive (defaults, per-tensor)": make(is_static=False, per_channel=False),
-        "MatMul only, per-tensor": make(is_static=False, per_channel=False, operators_to_quantize=["MatMul"]),
-        "MatMul only, per-channel": make(is_static=False, per_channel=True, operators_to_quantize=["MatMul"]),
+        "naive (defaults, per-tensor)": make(is_static=False, per_channel=False, nodes_to_exclude=keep),
+        "MatMul only, per-tensor": make(is_static=False, per_channel=False, operators_to_quantize=["MatMul"],
+                                        nodes_to_exclude=keep),
+        "MatMul only, per-channel": make(is_static=False, per_channel=True, operators_to_quantize=["MatMul"],
+                                         nodes_to_exclude=keep),
         "MatMul per-channel, fp32 head": make(is_static=False, per_channel=True, operators_to_quantize=["MatMul"], nodes_to_exclude=head),
     }
 
@@ -82,9 +84,8 @@ def main() -> None:
         name = "fused graph, MatMul per-channel, fp32 head"
         opt = Path(a.artifact) / "model_optimized.onnx"
         if opt.is_file():
-            fused_names = node_names(opt)
             qc = make(is_static=False, per_channel=True, operators_to_quantize=["MatMul"],
-                      nodes_to_exclude=[n for n in fused_names if "classifier" in n])
+                      nodes_to_exclude=kept_fp32(opt, ("classifier",)))
             q = quantize_fused(opt, Path(tmp) / "fused", qc)
             f1, sps = score(q)
             ops = count_ops(q)

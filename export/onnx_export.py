@@ -148,11 +148,11 @@ def _fp16_keep(raw: Path, out: Path, keep: tuple[str, ...], config_json: Path) -
     return path
 
 
-def quant_config(candidate: QuantCandidate, isa: str, node_names: list[str]) -> Any:
+def quant_config(candidate: QuantCandidate, isa: str, graph: Path) -> Any:
     """Optimum's AutoQuantizationConfig for this CPU, restricted to the candidate's operators and nodes."""
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    exclude = [n for n in node_names if any(s in n for s in candidate.exclude)]
+    exclude = kept_fp32(graph, candidate.exclude)
     make = getattr(AutoQuantizationConfig, "avx512" if isa == "avx512" else isa)
     return make(is_static=False, per_channel=candidate.per_channel, operators_to_quantize=list(candidate.operators),
                 nodes_to_exclude=exclude)
@@ -192,10 +192,19 @@ def quantize_fused(fused: Path, out: Path, qconfig: Any) -> Path:
     return path
 
 
-def node_names(path: Path) -> list[str]:
+def kept_fp32(path: Path, substrings: tuple[str, ...]) -> list[str]:
+    """Nodes the quantizer must leave in fp32: names containing one of ``substrings``, and every MatMul
+    with a constant operand that is not a 2-D weight (an isolated graph's baked head keys and values:
+    per-channel weight quantization mangles them, and ORT then refuses the int8 graph at run time)."""
     import onnx
 
-    return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node]
+    graph = onnx.load(str(path), load_external_data=False).graph
+    rank = {t.name: len(t.dims) for t in graph.initializer}
+    rank.update({n.output[0]: len(a.t.dims) for n in graph.node if n.op_type == "Constant"
+                 for a in n.attribute if a.name == "value"})
+    return [n.name for n in graph.node
+            if any(s in n.name for s in substrings)
+            or (n.op_type == "MatMul" and any(rank.get(i, 2) != 2 for i in n.input))]
 
 
 def count_ops(path: Path) -> dict[str, int]:
@@ -349,10 +358,10 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
                     if not fused.is_file():
                         fused = _optimize(work / "onnx", work / "opt", config.optimization_level,
                                           skip_layer_norm=config.skip_layer_norm_fusion)
-                    qconf = quant_config(cand, isa, node_names(fused))
+                    qconf = quant_config(cand, isa, fused)
                     qpath = quantize_fused(fused, work / f"q-{cand.name}", qconf)
                 else:
-                    qconf = quant_config(cand, isa, node_names(raw))
+                    qconf = quant_config(cand, isa, raw)
                     qpath = _quantize(work / "onnx", work / f"q-{cand.name}", qconf)
                 f1, _ = _f1(ort_pipe(qpath)[0], gate)
                 drop = (fp32_f1 - f1) * 100

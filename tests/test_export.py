@@ -109,6 +109,28 @@ def test_int8_graph_contains_quantized_operators(tiny_artifact):
     assert count_ops(tiny_artifact / "model.onnx").get("MatMulInteger", 0) == 0
 
 
+def test_every_int8_rung_runs_on_an_isolated_graph(tiny_artifact, tmp_path):
+    """The baked head keys/values stay fp32 on every rung: per-channel int8 of them makes ORT refuse the graph."""
+    from export.config import DEFAULT_LADDER, detect_isa
+    from export.onnx_export import _quantize, kept_fp32, quant_config, quantize_fused
+    from promptbert.runtime import CPU, make_session, onnx_pipeline
+
+    layers = json.loads((tiny_artifact / "config.json").read_text())["num_hidden_layers"]
+    for graph in ("model.onnx", "model_optimized.onnx"):
+        head_products = kept_fp32(tiny_artifact / graph, ())
+        assert len(head_products) == 2 * layers, (graph, head_products)
+    art = Artifact(tiny_artifact)
+    words = [t.split() for t in TEXTS[:4]]
+    want = [[t for t, _ in row] for row in art.pipeline("fp32", "cpu")[0].word_tags(words)]
+    for i, cand in enumerate(DEFAULT_LADDER):
+        source = tiny_artifact / ("model_optimized.onnx" if cand.graph == "fused" else "model.onnx")
+        qconf = quant_config(cand, detect_isa(), source)
+        path = (quantize_fused(source, tmp_path / str(i), qconf) if cand.graph == "fused"
+                else _quantize(tiny_artifact, tmp_path / str(i), qconf))
+        pipe = onnx_pipeline(make_session(path, [CPU]), art.encoder(), art.labels, art.prompt_attention)
+        assert [len(r) for r in pipe.word_tags(words)] == [len(r) for r in want], cand.name
+
+
 @pytest.mark.parametrize("variant", ["fp32", "optimized", "int8", "fp16"])
 def test_predict_offsets_slice_the_original_text(tiny_artifact, variant):
     pipe, loaded = Artifact(tiny_artifact).pipeline(variant, "cpu")

@@ -105,16 +105,19 @@ class PromptCachedTagger(nn.Module):
         positions = (torch.arange(t, device=input_ids.device) + self.head_len).unsqueeze(0).expand(b, t)
         h = base.embeddings(input_ids=input_ids, token_type_ids=torch.full_like(input_ids, self.text_type),
                             position_ids=positions)
-        head_mask = torch.ones(b, self.head_len, dtype=attention_mask.dtype, device=attention_mask.device)
-        keep = torch.cat([head_mask, attention_mask], dim=1)[:, None, None, :]
-        additive = (1.0 - keep.to(h.dtype)) * torch.finfo(h.dtype).min
+        # The head is never masked: only the text's keys take the additive mask.
+        additive = ((1.0 - attention_mask.to(h.dtype)) * torch.finfo(h.dtype).min)[:, None, None, :]
+        head = self.head_len
         for i, layer in enumerate(base.encoder.layer):
             sa = layer.attention.self
-            q = self._heads(sa.query(h), layer)
-            k = torch.cat([keys[i : i + 1].expand(b, -1, -1, -1), self._heads(sa.key(h), layer)], dim=2)
-            v = torch.cat([values[i : i + 1].expand(b, -1, -1, -1), self._heads(sa.value(h), layer)], dim=2)
-            scores = q @ k.transpose(-1, -2) / math.sqrt(sa.attention_head_size) + additive
-            ctx = sa.dropout(torch.softmax(scores, dim=-1)) @ v
+            q = self._heads(sa.query(h), layer) / math.sqrt(sa.attention_head_size)
+            # Scores against the head's keys and the text's, side by side. The head's keys and values
+            # broadcast over the batch inside the products rather than being copied for every row and
+            # concatenated with the text's (in the exported graph that copy was a per-row cost).
+            scores = torch.cat([q @ keys[i : i + 1].transpose(-1, -2),
+                                q @ self._heads(sa.key(h), layer).transpose(-1, -2) + additive], dim=-1)
+            probs = sa.dropout(torch.softmax(scores, dim=-1))
+            ctx = probs[..., :head] @ values[i : i + 1] + probs[..., head:] @ self._heads(sa.value(h), layer)
             ctx = ctx.transpose(1, 2).reshape(b, t, sa.all_head_size)
             attn = layer.attention.output(ctx, h)
             h = layer.output(layer.intermediate(attn), attn)
