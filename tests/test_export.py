@@ -80,11 +80,11 @@ def test_export_report_is_free_of_onnx_runtime_noise(tiny_artifact, tmp_path):
     code = f"""
 from pathlib import Path
 from export.config import ExportConfig
-from export.onnx_export import _optimize, node_names, quant_config, quantize_fused
+from export.onnx_export import _optimize, quant_config, quantize_fused
 art, out = Path({str(tiny_artifact)!r}), Path({str(tmp_path)!r})
 _optimize(art, out / "gpu", 1, fp16=True)
 fused = _optimize(art, out / "cpu", 2)
-quantize_fused(fused, out / "q", quant_config(ExportConfig().quant_ladder[0], "avx512", node_names(fused)))
+quantize_fused(fused, out / "q", quant_config(ExportConfig().quant_ladder[0], "avx512", fused))
 print("done")
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
