@@ -13,6 +13,10 @@ stage int8 configurations
 $PY bench/quant_configs.py --artifact "$ART" --data "$DATA" --out $OUT/quant_configs.json 2>&1 | grep -vE "Warning|warn"
 stage evaluate int8 on test
 .venv/bin/promptbert evaluate "$ART" --variant int8 --data "$DATA" --split test --output $OUT/eval_int8_test.json
+stage "evaluate int8 as text (the service's raw-text path)"
+for unit in sentences documents paragraphs wrapped; do
+    .venv/bin/promptbert evaluate "$ART" --variant int8 --data "$DATA" --split test --as-text $unit --output $OUT/astext_test_$unit.json
+done
 stage inference benchmark
 $PY bench/infer.py --model "$MODEL" --artifact "$ART" --data "$DATA" --split test --out $OUT/infer.json 2>&1 | grep -vE "Warning|warn"
 stage service overhead
