@@ -350,7 +350,7 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
 
         if "int8" in variants:
             tried: list[dict[str, Any]] = []
-            attempts = []  # (candidate, quantization config, path), parallel to `tried`
+            attempts = []  # (candidate, quantization config, path, pipeline), parallel to `tried`
             for cand in config.quant_ladder:
                 t0 = time.perf_counter()
                 if cand.graph == "fused":
@@ -363,12 +363,13 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
                 else:
                     qconf = quant_config(cand, isa, raw)
                     qpath = _quantize(work / "onnx", work / f"q-{cand.name}", qconf)
-                f1, _ = _f1(ort_pipe(qpath)[0], gate)
+                qpipe = ort_pipe(qpath)[0]
+                f1, _ = _f1(qpipe, gate)
                 drop = (fp32_f1 - f1) * 100
                 ok = drop <= config.max_int8_f1_drop
                 tried.append({"candidate": cfg.to_dict(cand), "dev_f1": f1, "f1_drop_points": drop, "passed": ok,
                               "excluded_nodes": len(qconf.nodes_to_exclude)})
-                attempts.append((cand, qconf, qpath))
+                attempts.append((cand, qconf, qpath, qpipe))
                 report(f"int8     {cand.name}: dev F1 {f1:.4f} (drop {drop:+.2f} points) {'PASS' if ok else 'fail'}  {time.perf_counter() - t0:6.1f}s")
                 if ok:
                     break
@@ -379,13 +380,12 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
                     f"int8 gate failed: no quantization candidate kept the dev F1 drop within "
                     f"{config.max_int8_f1_drop} points (best: {tried[best]['candidate']['name']}, "
                     f"{tried[best]['f1_drop_points']:.2f}); use --allow-degraded to ship it flagged, or drop int8")
-            cand, qconf, qpath = attempts[best]
+            cand, qconf, qpath, int8_pipe = attempts[best]  # the session its gate ran: scored again below, not reloaded
             f1, drop = tried[best]["dev_f1"], tried[best]["f1_drop_points"]
             passed = tried[best]["passed"]
             shutil.copyfile(qpath, out / C.VARIANT_FILES["int8"])
             if (qpath.parent / C.QUANTIZATION_CONFIG).is_file():
                 shutil.copyfile(qpath.parent / C.QUANTIZATION_CONFIG, out / C.QUANTIZATION_CONFIG)
-            int8_pipe = ort_pipe(qpath)[0]
             metrics["int8"] = {"dev_f1": f1, "dev_f1_as_text": as_served(int8_pipe)["micro avg"]["f1-score"]}
             if test:
                 metrics["int8"]["test_f1"] = _f1(int8_pipe, test)[0]

@@ -136,13 +136,13 @@ class TaggingPipeline:
 
     def _text_probs(self, texts: Sequence[str], splits: list[list[tuple[str, int, int]]]) -> list[list[np.ndarray]]:
         """piece_probs of each text's words; with split_sentences each sentence runs as its own sequence,
-        as the model was trained, and the rows are put back in the text's word order."""
-        if not self.split_sentences:
-            return self.piece_probs([[w for w, _, _ in s] for s in splits])
+        as the model was trained (else the whole text is one), and the rows are put back in the text's
+        word order."""
         units: list[list[str]] = []
         owner: list[int] = []
         for ti, (text, words) in enumerate(zip(texts, splits)):
-            for a, b in sentence_bounds(text, words):
+            whole = [(0, len(words))] if words else []
+            for a, b in sentence_bounds(text, words) if self.split_sentences else whole:
                 units.append([w for w, _, _ in words[a:b]])
                 owner.append(ti)
         probs: list[list[np.ndarray]] = [[] for _ in texts]

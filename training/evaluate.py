@@ -48,8 +48,9 @@ def evaluate_as_text(pipe: TaggingPipeline, sentences: list[Sentence], strategy:
                      unit: str = "sentences") -> dict[str, Any]:
     """The same report through the path the service takes for raw text. Each sentence (``unit``
     "sentences"), or each document's sentences one a line ("documents"), in one paragraph
-    ("paragraphs") or in one paragraph wrapped at WRAP characters ("wrapped"), is joined into a text with spaces between words, split again by ``split_words``,
-    tagged, and its entities are mapped back onto the gold words by character offsets (an entity's
+    ("paragraphs") or in one paragraph wrapped at WRAP characters ("wrapped"), is joined into a
+    text with spaces between words, split again by ``split_words``, tagged, and its entities are
+    mapped back onto the gold words by character offsets (an entity's
     first word B-, the rest I-; a word another entity already took stays with it). Against
     evaluate_sentences, the difference is what the raw-text path costs: the word splitter, and for
     documents, sentence splitting and context. ``resplit`` is the share of texts whose words split
