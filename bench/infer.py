@@ -83,8 +83,8 @@ def main() -> None:
     import torch
 
     from promptbert.runtime import Artifact
-    from training.cached import PromptCachedTagger, full_window_logits_fn
-    from training.evaluate import load_model_folder, torch_pipeline
+    from promptbert.training.cached import PromptCachedTagger, full_window_logits_fn
+    from promptbert.training.evaluate import load_model_folder, torch_pipeline
 
     if a.threads:
         torch.set_num_threads(a.threads)

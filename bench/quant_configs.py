@@ -34,8 +34,8 @@ def main() -> None:
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
     from seqeval.metrics import f1_score
 
-    from export.config import detect_isa
-    from export.onnx_export import count_ops, kept_fp32, quantize_fused
+    from promptbert.export.config import detect_isa
+    from promptbert.export.onnx_export import count_ops, kept_fp32, quantize_fused
     from promptbert.runtime import CPU, Artifact, make_session, onnx_pipeline
 
     art = Artifact(a.artifact)

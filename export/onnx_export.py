@@ -68,7 +68,7 @@ def _onnx_export_isolated(tagger: Any, model_dir: Path, out: Path, opset: int) -
 
     import torch
 
-    from training.cached import BakedPromptTagger
+    from promptbert.training.cached import BakedPromptTagger
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "model.onnx"
@@ -231,7 +231,7 @@ def _logits(fn: Any, batch: dict[str, np.ndarray]) -> np.ndarray:
 def export(model_dir: str | Path, output: str | Path, config: ExportConfig, force: bool = False,
            report: Report = _quiet) -> dict[str, Any]:
     """Write the artifact; raises ArtifactError if a gate fails (unless allow_degraded for int8)."""
-    from training.evaluate import evaluate_as_text, load_model_folder, torch_logits_fn
+    from promptbert.training.evaluate import evaluate_as_text, load_model_folder, torch_logits_fn
 
     model_dir = Path(model_dir)
     model, encoder, labels, mmanifest = load_model_folder(model_dir)

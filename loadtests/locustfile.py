@@ -1,7 +1,7 @@
 """Locust load test of the promptbert service: short texts, mixed batches, long documents, invalid requests.
 
     locust -f loadtests/locustfile.py --host http://127.0.0.1:3000 --headless -u 8 -r 4 -t 60s --csv out/locust
-    python -m loadtests.run --host http://127.0.0.1:3000 --profile cpu --users 8 --duration 60s   # with gates
+    python -m promptbert.loadtests.run --host http://127.0.0.1:3000 --profile cpu --users 8 --duration 60s   # with gates
 
 Distributed (beyond one machine's load): one master, N workers, same file:
     locust -f loadtests/locustfile.py --master --headless -u 256 -r 32 -t 5m --expect-workers 4 --host URL

@@ -1,7 +1,7 @@
 """Run the Locust load test headless and gate it on thresholds.yaml.
 
-    python -m loadtests.run --host http://127.0.0.1:3000 --profile cpu --users 8 --spawn-rate 4 --duration 60s
-    python -m loadtests.run --artifact artifacts/conll2003 --profile cpu --users 8 --duration 60s   # starts the service
+    python -m promptbert.loadtests.run --host http://127.0.0.1:3000 --profile cpu --users 8 --spawn-rate 4 --duration 60s
+    python -m promptbert.loadtests.run --artifact artifacts/conll2003 --profile cpu --users 8 --duration 60s   # starts the service
 
 Writes Locust's CSV and HTML reports and summary.json to --out, prints a table, and
 exits 1 naming each missed threshold (2 for bad arguments).
@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from promptbert import config as cfg
+from promptbert.errors import ConfigError, PromptBertError
+from promptbert.launch import ServedArtifact, metric_sums, post_json, serving_stats
 
-from promptbert import config as cfg  # noqa: E402
-from promptbert.errors import ConfigError, PromptBertError  # noqa: E402
-from promptbert.launch import ServedArtifact, metric_sums, post_json, serving_stats  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def run_locust(host: str, out: Path, users: int, spawn_rate: float, duration: st
     env = {**os.environ, "PROMPTBERT_LOADTEST_COUNTS": str(out / "texts.json")}
     if corpus:
         env["PROMPTBERT_LOADTEST_CORPUS"] = corpus
-    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
+    cmd = [sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless",
            "--host", host, "-u", str(users), "-r", str(spawn_rate), "-t", duration, "--csv", str(out / "locust"),
            "--html", str(out / "report.html"), "--only-summary", "--stop-timeout", "10", "--loglevel", "WARNING"]
     t0 = time.perf_counter()
@@ -144,11 +143,11 @@ def batch_sizes(host: str) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtests.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m promptbert.loadtests.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", help="URL of a running service")
     p.add_argument("--artifact", help="start `bentoml serve` on this artifact for the run, stop it afterwards")
     p.add_argument("--profile", default="cpu", help="profile in thresholds.yaml")
-    p.add_argument("--thresholds", default=str(ROOT / "loadtests" / "thresholds.yaml"))
+    p.add_argument("--thresholds", default=str(HERE / "thresholds.yaml"))
     p.add_argument("--users", type=int, default=8)
     p.add_argument("--spawn-rate", type=float, default=8)
     p.add_argument("--duration", default="60s")

@@ -124,7 +124,7 @@ def tiny_prompt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_train_config(base: Path, corpus: Path, prompt: Path | str, output: Path, **kw: object):
-    from training.config import TrainConfig
+    from promptbert.training.config import TrainConfig
 
     values = dict(
         data_dir=str(corpus), base_model=str(base), prompt=str(prompt), output_dir=str(output), max_length=96,
@@ -138,7 +138,7 @@ def tiny_train_config(base: Path, corpus: Path, prompt: Path | str, output: Path
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, tiny_corpus: Path, tiny_prompt: Path) -> Path:
     """A model folder written by a two-step `train`."""
-    from training.train import train
+    from promptbert.training.train import train
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     train(tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, out))
@@ -148,8 +148,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, tiny_c
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
     """An artifact exported (all variants, all gates) from the tiny model folder."""
-    from export.config import ExportConfig
-    from export.onnx_export import export
+    from promptbert.export.config import ExportConfig
+    from promptbert.export.onnx_export import export
 
     out = tmp_path_factory.mktemp("artifacts") / "tiny"
     export(tiny_model, out, ExportConfig())
@@ -159,9 +159,9 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) ->
 @pytest.fixture(scope="session")
 def tiny_joint_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, tiny_corpus: Path, tiny_prompt: Path) -> Path:
     """The classic pair-encoding model (prompt_attention: joint), exported through Optimum's main_export."""
-    from export.config import ExportConfig
-    from export.onnx_export import export
-    from training.train import train
+    from promptbert.export.config import ExportConfig
+    from promptbert.export.onnx_export import export
+    from promptbert.training.train import train
 
     model = tmp_path_factory.mktemp("models") / "tiny_joint"
     train(tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, model, prompt_attention="joint"))

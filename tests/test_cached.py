@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from promptbert.encoding import PromptEncoder, batch_arrays, load_tokenizer
-from training.cached import PromptCachedTagger, isolated_mask
+from promptbert.training.cached import PromptCachedTagger, isolated_mask
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import pytest
 
 from promptbert.config import dump_yaml, load, parse_override
 from promptbert.errors import ConfigError
-from training.config import TrainConfig
+from promptbert.training.config import TrainConfig
 
 
 def test_unknown_key_is_rejected_and_named(tmp_path):

@@ -39,7 +39,7 @@ def test_demo_has_ambiguous_cases():
 
 @pytest.mark.slow
 def test_main_job_reduced_end_to_end(tiny_base, tiny_corpus, tiny_prompt, tmp_path):
-    from promptbert.demo import run_demo
+    from promptbert.cli.demo import run_demo
 
     cfg = tmp_path / "demo.yaml"
     cfg.write_text(

@@ -48,7 +48,7 @@ def test_all_variants_and_complete_manifest(tiny_artifact, tiny_model):
 def test_manifest_carries_dev_f1_as_served(tiny_artifact, tiny_corpus):
     """Each scored variant's dev F1 through the raw-text path, as `promptbert evaluate --as-text` gets it."""
     from promptbert.data import load_split
-    from training.evaluate import evaluate_as_text
+    from promptbert.training.evaluate import evaluate_as_text
 
     m = json.loads((tiny_artifact / C.MANIFEST).read_text())
     dev = load_split(tiny_corpus, "dev")
@@ -61,7 +61,7 @@ def test_manifest_carries_dev_f1_as_served(tiny_artifact, tiny_corpus):
 
 @pytest.mark.parametrize("fuse", [True, False])
 def test_skip_layer_norm_fusion_follows_the_config(tiny_artifact, tmp_path, fuse):
-    from export.onnx_export import _optimize, count_ops
+    from promptbert.export.onnx_export import _optimize, count_ops
 
     ops = count_ops(_optimize(tiny_artifact, tmp_path, 2, skip_layer_norm=fuse))
     assert ("SkipLayerNormalization" in ops) is fuse and "BiasGelu" in ops
@@ -79,8 +79,8 @@ def test_export_report_is_free_of_onnx_runtime_noise(tiny_artifact, tmp_path):
         pytest.skip("a GPU is present: a CUDA load error there is real and stays visible")
     code = f"""
 from pathlib import Path
-from export.config import ExportConfig
-from export.onnx_export import _optimize, quant_config, quantize_fused
+from promptbert.export.config import ExportConfig
+from promptbert.export.onnx_export import _optimize, quant_config, quantize_fused
 art, out = Path({str(tiny_artifact)!r}), Path({str(tmp_path)!r})
 _optimize(art, out / "gpu", 1, fp16=True)
 fused = _optimize(art, out / "cpu", 2)
@@ -101,7 +101,7 @@ def test_fp32_parity_within_tolerance(tiny_artifact):
 
 
 def test_int8_graph_contains_quantized_operators(tiny_artifact):
-    from export.onnx_export import count_ops
+    from promptbert.export.onnx_export import count_ops
 
     ops = count_ops(tiny_artifact / C.VARIANT_FILES["int8"])
     assert ops.get("MatMulInteger", 0) + ops.get("DynamicQuantizeMatMul", 0) > 0
@@ -111,8 +111,8 @@ def test_int8_graph_contains_quantized_operators(tiny_artifact):
 
 def test_every_int8_rung_runs_on_an_isolated_graph(tiny_artifact, tmp_path):
     """The baked head keys/values stay fp32 on every rung: per-channel int8 of them makes ORT refuse the graph."""
-    from export.config import DEFAULT_LADDER, detect_isa
-    from export.onnx_export import _quantize, kept_fp32, quant_config, quantize_fused
+    from promptbert.export.config import DEFAULT_LADDER, detect_isa
+    from promptbert.export.onnx_export import _quantize, kept_fp32, quant_config, quantize_fused
     from promptbert.runtime import CPU, make_session, onnx_pipeline
 
     layers = json.loads((tiny_artifact / "config.json").read_text())["num_hidden_layers"]
@@ -168,7 +168,7 @@ def test_isolated_graph_runs_the_text_as_segment_b(tiny_artifact, tiny_model):
     from transformers import AutoModelForTokenClassification
 
     from promptbert.encoding import batch_arrays
-    from training.cached import isolated_mask
+    from promptbert.training.cached import isolated_mask
 
     art = Artifact(tiny_artifact)
     assert art.prompt_attention == "isolated"
@@ -197,7 +197,7 @@ def test_cli_predict_json_matches_library(tiny_artifact):
 
 
 def test_evaluate_artifact_uses_same_path(tiny_artifact, tiny_model, tiny_corpus):
-    from training.evaluate import evaluate_sentences, load_any
+    from promptbert.training.evaluate import evaluate_sentences, load_any
     from promptbert.data import load_split
 
     sents = load_split(tiny_corpus, "test")
@@ -233,8 +233,8 @@ def test_bad_inputs_one_line_exit_2(tiny_artifact, tiny_model, tmp_path):
 def test_export_warns_when_the_word_splitter_disagrees_with_the_data(tiny_model, tmp_path):
     """A corpus tokenised otherwise than the service's word splitter splits (here "Paris." as one word):
     the export says so and records the share of dev sentences that split back into their words."""
-    from export.config import ExportConfig
-    from export.onnx_export import export
+    from promptbert.export.config import ExportConfig
+    from promptbert.export.onnx_export import export
 
     from tests.conftest import write_conll
 
@@ -249,8 +249,8 @@ def test_export_warns_when_the_word_splitter_disagrees_with_the_data(tiny_model,
 
 
 def test_model_folder_without_prompt_is_refused(tiny_model, tmp_path):
-    from export.config import ExportConfig
-    from export.onnx_export import export
+    from promptbert.export.config import ExportConfig
+    from promptbert.export.onnx_export import export
 
     copy = tmp_path / "noprompt"
     shutil.copytree(tiny_model, copy)
@@ -283,7 +283,7 @@ def test_prompt_length_mismatch_is_refused(tiny_artifact, tmp_path):
 def test_fp16_candidate_keeps_blocked_nodes_in_fp32(tiny_artifact, tiny_model, tmp_path):
     import onnx
 
-    from export.onnx_export import _fp16_keep
+    from promptbert.export.onnx_export import _fp16_keep
 
     path = _fp16_keep(tiny_artifact / "model.onnx", tmp_path / "f16", ("classifier",), tiny_model / "config.json")
     inits = {i.name: i.data_type for i in onnx.load(str(path)).graph.initializer}
@@ -294,8 +294,8 @@ def test_fp16_candidate_keeps_blocked_nodes_in_fp32(tiny_artifact, tiny_model, t
 
 def test_int8_gate_failure_and_allow_degraded(tiny_model, tmp_path):
     """No candidate can pass an impossible gate: the export fails, or ships int8 flagged and unused by 'auto'."""
-    from export.config import ExportConfig
-    from export.onnx_export import export
+    from promptbert.export.config import ExportConfig
+    from promptbert.export.onnx_export import export
 
     strict = ExportConfig(variants=("fp32", "int8"), max_int8_f1_drop=-1.0)
     with pytest.raises(ArtifactError, match="int8 gate failed"):
@@ -354,7 +354,7 @@ def test_predict_and_evaluate_default_to_the_artifacts_best_aggregation(tiny_art
     and `evaluate` must default to it too (they defaulted to "first": another answer than the service's)."""
     from promptbert.cli import main
     from promptbert.data import load_split
-    from training.evaluate import evaluate_sentences
+    from promptbert.training.evaluate import evaluate_sentences
 
     texts = ["Washington met McDonald in Zurich .", "Mary McDonald visited Washington and Zurich ."]
     pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")
@@ -380,7 +380,7 @@ def test_evaluate_as_text_maps_entities_back_onto_the_gold_words():
     """--as-text: entities found in the joined text land on the gold words they overlap (first B-, then
     I-; a word another entity took keeps it), and `resplit` counts sentences whose words come back."""
     from promptbert.data import Sentence
-    from training.evaluate import evaluate_as_text
+    from promptbert.training.evaluate import evaluate_as_text
 
     words = ("John", "Smith", "visited", "New", "York-based", "Acme")
     sents = [Sentence(words, ("B-PER", "I-PER", "O", "B-LOC", "I-LOC", "B-ORG")), Sentence(("x--y",), ("O",))]
@@ -400,7 +400,7 @@ def test_evaluate_as_text_joins_a_documents_sentences():
     """documents: one text per -DOCSTART- document, its sentences one a line; paragraphs: run together.
     The tags come back to each sentence."""
     from promptbert.data import Sentence
-    from training.evaluate import evaluate_as_text
+    from promptbert.training.evaluate import evaluate_as_text
 
     sents = [Sentence(("Paris", "."), ("B-LOC", "O"), doc=1), Sentence(("John", "left"), ("B-PER", "O"), doc=1),
              Sentence(("Acme", "won"), ("B-ORG", "O"), doc=2)]
@@ -423,7 +423,7 @@ def test_evaluate_as_text_joins_a_documents_sentences():
 def test_cli_evaluate_as_text(tiny_artifact, tiny_corpus, tmp_path, capsys):
     from promptbert.cli import main
     from promptbert.data import load_split
-    from training.evaluate import evaluate_sentences
+    from promptbert.training.evaluate import evaluate_sentences
 
     out = tmp_path / "as_text.json"
     assert main(["evaluate", str(tiny_artifact), "--data", str(tiny_corpus), "--variant", "fp32", "--as-text", "--output", str(out)]) == 0

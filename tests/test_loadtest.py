@@ -6,7 +6,7 @@ import pytest
 
 from pathlib import Path
 
-from loadtests.run import Thresholds, load_profile, main, verdict
+from promptbert.loadtests.run import Thresholds, load_profile, main, verdict
 from promptbert.errors import ConfigError
 
 

@@ -18,7 +18,7 @@ def second_prompt(tmp_path):
 
 
 def test_compare_two_prompts_with_both_controls(tiny_base, tiny_corpus, tiny_prompt, second_prompt, tmp_path):
-    from training.prompt_lab import compare, format_table
+    from promptbert.training.prompt_lab import compare, format_table
 
     config = tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, tmp_path / "unused")
     out = tmp_path / "lab"
@@ -63,7 +63,7 @@ def test_lint_flags_labels_not_mentioned_and_render_counts_tokens(tmp_path, caps
 
 def test_optimize_writes_a_cheaper_or_better_prompt(tiny_base, tiny_corpus, tmp_path):
     from promptbert.prompt import PromptSpec
-    from training.prompt_lab import optimize, variants
+    from promptbert.training.prompt_lab import optimize, variants
 
     start = tmp_path / "start.yaml"
     start.write_text(

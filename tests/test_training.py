@@ -58,7 +58,7 @@ def test_evaluate_reads_the_folder_back(tiny_model, tiny_corpus, tmp_path, capsy
 
 
 def test_every_word_gets_one_prediction_across_windows(tiny_model):
-    from training.evaluate import load_any
+    from promptbert.training.evaluate import load_any
 
     pipe, _ = load_any(tiny_model)
     words = ("john met mary in paris .".split()) * 30  # far longer than max_length 64
@@ -67,7 +67,7 @@ def test_every_word_gets_one_prediction_across_windows(tiny_model):
 
 
 def test_interrupted_training_leaves_no_folder(tiny_base, tiny_corpus, tiny_prompt, tmp_path, monkeypatch):
-    import training.train as T
+    import promptbert.training.train as T
 
     def boom(*a, **k):
         raise KeyboardInterrupt
@@ -117,7 +117,7 @@ def test_progress_is_one_bar_and_a_line_per_evaluation(tiny_base, tiny_corpus, t
     """With progress on, the Trainer's bar carries the loss and each evaluation prints one line with dev F1;
     no raw log dicts, no second bar per evaluation, no "newly initialized ... TRAIN this model" warning.
     Into a file (not a terminal) no bar frames: a plain line at each tenth of the steps."""
-    from training.train import train
+    from promptbert.training.train import train
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
     train(tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, tmp_path / "m", max_steps=2, progress=True))

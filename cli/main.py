@@ -13,19 +13,19 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import PromptBertError
+from promptbert.errors import PromptBertError
 
 def _overrides(items: list[str] | None) -> dict[str, Any]:
-    from .config import parse_override
+    from promptbert.config import parse_override
 
     return dict(parse_override(i) for i in items or [])
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from .config import load
+    from promptbert.config import load
 
-    from training.config import TrainConfig
-    from training.train import train
+    from promptbert.training.config import TrainConfig
+    from promptbert.training.train import train
 
     over = _overrides(a.set)
     for key, value in (("data_dir", a.data), ("base_model", a.base_model), ("output_dir", a.output), ("prompt", a.prompt)):
@@ -34,7 +34,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.config:
         config = load(TrainConfig, a.config, over)
     else:
-        from .config import from_dict
+        from promptbert.config import from_dict
 
         config = from_dict(TrainConfig, over)
     manifest = train(config, a.config, force=a.force)
@@ -50,11 +50,11 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import data as D
-    from . import constants as C
-    from .manifest import best_aggregation, read_json, write_json
+    from promptbert import data as D
+    from promptbert import constants as C
+    from promptbert.manifest import best_aggregation, read_json, write_json
 
-    from training.evaluate import evaluate_as_text, evaluate_sentences, format_report, load_any
+    from promptbert.training.evaluate import evaluate_as_text, evaluate_sentences, format_report, load_any
 
     pipe, backend = load_any(a.model, a.variant, split_sentences=not a.whole_text)
     sentences = D.load_split(a.data, a.split, a.limit or None)
@@ -77,10 +77,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     import time
 
-    from .config import from_dict, load
+    from promptbert.config import from_dict, load
 
-    from export.config import ExportConfig
-    from export.onnx_export import export
+    from promptbert.export.config import ExportConfig
+    from promptbert.export.onnx_export import export
 
     over = _overrides(a.set)
     if a.variants:
@@ -102,15 +102,15 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from .manifest import best_aggregation
-    from .runtime import Artifact
+    from promptbert.manifest import best_aggregation
+    from promptbert.runtime import Artifact
 
     texts = list(a.texts)
     if a.file:
         with open(a.file, encoding="utf-8") as f:
             texts.extend(line.rstrip("\n") for line in f if line.strip())
     if not texts:
-        from .errors import InputError
+        from promptbert.errors import InputError
 
         raise InputError("give at least one text (arguments or --file)")
     types = [t.strip() for t in a.types.split(",")] if a.types else None
@@ -130,7 +130,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
-    from .launch import ROOT
+    from promptbert.launch import ROOT
 
     over = _overrides(a.set)
     if a.base_model:
@@ -142,9 +142,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def _lab_config(a: argparse.Namespace) -> Any:
-    from .config import from_dict, load
+    from promptbert.config import from_dict, load
 
-    from training.config import TrainConfig
+    from promptbert.training.config import TrainConfig
 
     over = _overrides(getattr(a, "set", None))
     if getattr(a, "data", None):
@@ -153,7 +153,7 @@ def _lab_config(a: argparse.Namespace) -> Any:
 
 
 def _sizes(text: str) -> list[int]:
-    from .errors import ConfigError
+    from promptbert.errors import ConfigError
 
     try:
         return [0 if s.strip() == "all" else int(s) for s in text.split(",") if s.strip()]
@@ -164,7 +164,7 @@ def _sizes(text: str) -> list[int]:
 def cmd_prompts(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from training import prompt_lab as lab
+    from promptbert.training import prompt_lab as lab
 
     if a.action in ("render", "lint"):
         types = tuple(t.strip() for t in a.types.split(","))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .launch import ROOT, ServedArtifact, http_status, post_json
+from promptbert.launch import ROOT, ServedArtifact, http_status, post_json
 
 SAMPLE = [
     "Angela Merkel met Emmanuel Macron in Paris before the European Union summit.",
@@ -52,13 +52,13 @@ def _signals_interrupt() -> Iterator[None]:
 
 def _run(config_path: str | Path, overrides: dict[str, Any] | None, artifact_dir: str | Path, port: int, once: bool,
          say: Callable[[str], None], export_overrides: dict[str, Any] | None, sample: list[str]) -> dict[str, Any]:
-    from . import config as cfg
-    from .launch import free_port
+    from promptbert import config as cfg
+    from promptbert.launch import free_port
 
-    from export.config import ExportConfig
-    from export.onnx_export import export
-    from training.config import TrainConfig
-    from training.train import train
+    from promptbert.export.config import ExportConfig
+    from promptbert.export.onnx_export import export
+    from promptbert.training.config import TrainConfig
+    from promptbert.training.train import train
 
     t_start = time.perf_counter()
     config = cfg.load(TrainConfig, config_path, overrides)
