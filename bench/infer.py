@@ -137,7 +137,7 @@ def main() -> None:
         "date": now(), "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
         "versions": versions(), "model": a.model, "artifact": a.artifact, "data": a.data, "split": a.split,
         "sentences": len(sentences), "words": sum(len(s.words) for s in sentences),
-        "prompt_tokens": art.manifest["prompt"]["tokens"],
+        "prompt_tokens": art.config.prompt.tokens,
         "prompt_attention": art.prompt_attention, "threads": a.threads or "default", "results": results,
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -65,14 +65,14 @@ def _run(config_path: str | Path, overrides: dict[str, Any] | None, artifact_dir
     say(f"[1/4] training {config.base_model} on {config.data_dir} (budget {config.time_budget_minutes or '-'} min) ...")
     t0 = time.perf_counter()
     manifest = train(config, str(config_path), force=True)
-    f1 = manifest["metrics"].get("test", manifest["metrics"]["dev"])["f1"]
-    say(f"[1/4] trained: {manifest['training']['steps']} steps, test F1 {f1:.4f}  ({time.perf_counter() - t0:.0f}s)")
+    f1 = manifest.metrics.get("test", manifest.metrics["dev"])["f1"]
+    say(f"[1/4] trained: {manifest.training['steps']} steps, test F1 {f1:.4f}  ({time.perf_counter() - t0:.0f}s)")
 
     say("[2/4] exporting int8 ONNX with parity gates ...")
     t0 = time.perf_counter()
     econf = cfg.from_dict(ExportConfig, {"variants": ["fp32", "int8"], "allow_degraded": True, **(export_overrides or {})})
     art = export(config.output_dir, artifact_dir, econf, force=True, report=lambda s: say(f"      {s}"))
-    gate = art["parity"].get("int8_vs_fp32", {})
+    gate = art.parity.get("int8_vs_fp32", {})
     flag = "" if gate.get("passed", True) else "  (int8 missed its gate: the service will pick fp32)"
     say(f"[2/4] artifact {artifact_dir}  ({time.perf_counter() - t0:.0f}s){flag}")
 

@@ -38,11 +38,11 @@ def cmd_train(a: argparse.Namespace) -> int:
 
         config = from_dict(TrainConfig, over)
     manifest = train(config, a.config, force=a.force)
-    t = manifest["training"]
+    t = manifest.training
     print(f"model folder: {config.output_dir}")
     print(f"trained {t['steps']} steps ({t['epochs']:.2f} epochs) in {t['seconds']:.0f}s on {t['device']} "
           f"({t['precision']}), {t['tokens_per_second']} tokens/s")
-    for split, m in manifest["metrics"].items():
+    for split, m in manifest.metrics.items():
         print(f"{split}: entity F1 {m['f1']:.4f}  token accuracy {m['token_accuracy']:.4f}")
     return 0
 
@@ -51,19 +51,19 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from promptbert import data as D
-    from promptbert import constants as C
-    from promptbert.manifest import best_aggregation, read_json, write_json
+    from promptbert.manifest import write_json
+    from promptbert.tagger import Tagger
+    from promptbert.training.evaluate import backend_name, evaluate_as_text, evaluate_sentences, format_report
 
-    from promptbert.training.evaluate import evaluate_as_text, evaluate_sentences, format_report, load_any
-
-    pipe, backend = load_any(a.model, a.variant, split_sentences=not a.whole_text)
+    tagger = Tagger.from_pretrained(a.model, a.variant, split_sentences=not a.whole_text)
     sentences = D.load_split(a.data, a.split, a.limit or None)
-    D.check_labels(sentences, pipe.labels.entity_types)
-    strategy = a.aggregation or best_aggregation(read_json(Path(a.model) / C.MANIFEST))  # load_any checked it
+    D.check_labels(sentences, tagger.entity_types)
+    strategy = a.aggregation or tagger.default_aggregation
     if a.as_text:
-        rep = evaluate_as_text(pipe, sentences, strategy, a.as_text)
+        rep = evaluate_as_text(tagger, sentences, strategy, a.as_text)
     else:
-        rep = evaluate_sentences(pipe, sentences, strategy)
+        rep = evaluate_sentences(tagger, sentences, strategy)
+    backend = backend_name(tagger)
     path = f"as text, {a.as_text}" if a.as_text else "gold words"
     print(format_report(rep, f"{a.model} [{backend}, {strategy}] on {a.data} {a.split}, {path}"))
     out = Path(a.output) if a.output else None
@@ -93,8 +93,8 @@ def cmd_export(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     manifest = export(a.model, a.output, config, force=a.force, report=print)
     print(f"artifact: {a.output}  ({time.perf_counter() - t0:.0f}s)")
-    for name, v in manifest["variants"].items():
-        m = manifest["metrics"].get(name, {})
+    for name, v in manifest.variants.items():
+        m = manifest.metrics.get(name, {})
         score = "  ".join(f"{k} {val:.4f}" for k, val in m.items())
         flag = "" if v.get("passed", True) else "  [FAILED GATE, shipped with --allow-degraded]"
         print(f"  {name:<10}{v['file']:<24}{v['bytes'] / 1e6:7.1f} MB  {score}{flag}")
@@ -102,25 +102,22 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from promptbert.manifest import best_aggregation
-    from promptbert.runtime import Artifact
+    from promptbert.errors import InputError
+    from promptbert.tagger import Tagger
 
     texts = list(a.texts)
     if a.file:
         with open(a.file, encoding="utf-8") as f:
             texts.extend(line.rstrip("\n") for line in f if line.strip())
     if not texts:
-        from promptbert.errors import InputError
-
         raise InputError("give at least one text (arguments or --file)")
     types = [t.strip() for t in a.types.split(",")] if a.types else None
-    artifact = Artifact(a.artifact)
-    pipe, loaded = artifact.pipeline(a.variant, a.device, split_sentences=not a.whole_text)
-    results = pipe.entities(texts, a.aggregation or best_aggregation(artifact.manifest), a.min_score, types)
+    tagger = Tagger.from_pretrained(a.artifact, a.variant, a.device, split_sentences=not a.whole_text)
+    results = tagger.predict(texts, a.aggregation, a.min_score, types)
     if a.json:
         print(json.dumps(results, ensure_ascii=False))
         return 0
-    print(f"# {loaded.variant} on {', '.join(loaded.providers)}")
+    print(f"# {tagger.variant} on {', '.join(tagger.providers)}")
     for text, ents in zip(texts, results):
         print(text)
         for e in ents:
@@ -129,8 +126,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import run_demo
     from promptbert.launch import ROOT
+
+    from .demo import run_demo
 
     over = _overrides(a.set)
     if a.base_model:

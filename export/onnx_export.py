@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,13 @@ import numpy as np
 from promptbert import config as cfg
 from promptbert import constants as C
 from promptbert import data as D
-from promptbert.encoding import batch_arrays
+from promptbert.encoding import PromptEncoder, batch_arrays
 from promptbert.errors import ArtifactError
-from promptbert.manifest import atomic_dir, folder_fingerprint, folder_hashes, now, read_json, versions, write_json
-from promptbert.pipeline import TaggingPipeline
+from promptbert.labels import LabelMap
+from promptbert.manifest import ArtifactConfig, ModelManifest, atomic_dir, folder_fingerprint, folder_hashes, now, read_json, versions, write_json
 from promptbert.prompt import fingerprint
 from promptbert.runtime import CPU, cuda_available, make_session, onnx_pipeline
+from promptbert.tagger import Tagger
 
 from .config import ExportConfig, QuantCandidate, detect_isa
 
@@ -217,235 +219,319 @@ def count_ops(path: Path) -> dict[str, int]:
     return dict(sorted(hist.items()))
 
 
-def _f1(pipe: TaggingPipeline, sentences: list[D.Sentence]) -> tuple[float, list[list[str]]]:
+def _f1(tagger: Tagger, sentences: list[D.Sentence]) -> float:
     from seqeval.metrics import f1_score
 
-    pred = [[t for t, _ in row] for row in pipe.word_tags([s.words for s in sentences])]
-    return float(f1_score([list(s.tags) for s in sentences], pred)), pred
+    pred = [[t for t, _ in row] for row in tagger.word_tags([s.words for s in sentences], "first")]
+    return float(f1_score([list(s.tags) for s in sentences], pred))
 
 
 def _logits(fn: Any, batch: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(fn(batch), dtype=np.float32)
 
 
-def export(model_dir: str | Path, output: str | Path, config: ExportConfig, force: bool = False,
-           report: Report = _quiet) -> dict[str, Any]:
-    """Write the artifact; raises ArtifactError if a gate fails (unless allow_degraded for int8)."""
-    from promptbert.training.evaluate import evaluate_as_text, load_model_folder, torch_logits_fn
+def _tags(tagger: Tagger, sentences: list[D.Sentence]) -> list[list[str]]:
+    return [[t for t, _ in row] for row in tagger.word_tags([s.words for s in sentences], "first")]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every stage of one export reads: the model folder loaded, the dev/test sentences, the settings."""
+
+    model_dir: Path
+    model: Any  # the PyTorch tagger
+    encoder: PromptEncoder
+    labels: LabelMap
+    source: ModelManifest
+    config: ExportConfig
+    work: Path
+    sample: list[D.Sentence]  # parity checks
+    gate: list[D.Sentence]  # the int8 F1 gate and the scores
+    test: list[D.Sentence]
+    isa: str
+
+    @property
+    def attention(self) -> str:
+        return self.source.encoding.prompt_attention
+
+    @property
+    def skip(self) -> int:
+        return len(self.encoder.head_ids) if self.attention == "isolated" else 0
+
+    def tagger(self, path: Path, variant: str) -> Tagger:
+        """An ONNX Runtime tagger over one graph file, fed as the artifact will be."""
+        session = make_session(path, [CPU], self.config.threads or None)
+        return Tagger(onnx_pipeline(session, self.encoder, self.labels, self.attention), variant=variant,
+                      providers=[CPU], path=path)
+
+
+@dataclass(frozen=True)
+class VariantReport:
+    """One variant built and gated: its manifest entry, its parity record, its scores (None: not scored)."""
+
+    name: str
+    file: Path
+    info: dict[str, Any]
+    parity_key: str
+    parity: dict[str, Any]
+    metrics: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Fp32Report:
+    """The reference graph: its parity with PyTorch, its scores and the word aggregation that scored best."""
+
+    variant: VariantReport
+    tagger: Tagger
+    sample_tags: list[list[str]]
+    by_strategy: dict[str, float]
+    best_aggregation: str
+    text_path: dict[str, Any]
+
+
+def export_fp32(ctx: Context, report: Report) -> Path:
+    """The raw ONNX graph: Optimum's exporter for a joint model, torch.onnx for an isolated one."""
+    t0 = time.perf_counter()
+    if ctx.attention == "isolated":
+        raw = _onnx_export_isolated(ctx.model, ctx.model_dir, ctx.work / "onnx", ctx.config.opset)
+    else:
+        raw = _onnx_export(ctx.model_dir, ctx.work / "onnx", ctx.config.opset)
+    report(f"export   fp32 ONNX (opset {ctx.config.opset}, prompt attention {ctx.attention})  {time.perf_counter() - t0:6.1f}s")
+    return raw
+
+
+def gate_fp32(ctx: Context, path: Path, report: Report) -> Fp32Report:
+    """fp32 ONNX against PyTorch on the same windows (logits within atol, equal tags), then dev scores:
+    F1 per aggregation, as served (raw text), on test."""
+    from promptbert.training.evaluate import evaluate_as_text, torch_logits_fn
+
+    t0 = time.perf_counter()
+    config = ctx.config
+    windows = [w for s in ctx.sample for w in ctx.encoder.encode(list(s.words))]
+    torch_fn = torch_logits_fn(ctx.model)
+    fp32 = ctx.tagger(path, "fp32")
+    max_diff, tag_mismatch = 0.0, 0
+    for i in range(0, len(windows), 32):
+        batch = batch_arrays(windows[i : i + 32], ctx.encoder.pad_id, ctx.skip)
+        a, b = _logits(torch_fn, batch), _logits(fp32.pipeline.logits_fn, batch)
+        mask = batch["attention_mask"].astype(bool)
+        max_diff = max(max_diff, float(np.abs(a - b)[mask].max()))
+        tag_mismatch += int((a.argmax(-1) != b.argmax(-1))[mask].sum())
+    parity = {"sentences": len(ctx.sample), "windows": len(windows), "max_abs_logit_diff": max_diff,
+              "tag_mismatches": tag_mismatch, "atol": config.logit_atol,
+              "passed": max_diff <= config.logit_atol and tag_mismatch == 0}
+    report(f"parity   fp32 vs PyTorch: max |dlogit| {max_diff:.2e}, {tag_mismatch} tag mismatches  {time.perf_counter() - t0:6.1f}s")
+    if not parity["passed"]:
+        raise ArtifactError(f"parity gate failed: fp32 ONNX vs PyTorch max |dlogit| {max_diff:.2e} "
+                            f"(atol {config.logit_atol}), {tag_mismatch} tag mismatches")
+    sample_tags = _tags(fp32, ctx.sample)
+
+    t0 = time.perf_counter()
+    from seqeval.metrics import f1_score
+
+    gold = [list(s.tags) for s in ctx.gate]
+    probs = fp32.piece_probs([s.words for s in ctx.gate])
+    by_strategy = {
+        st: float(f1_score(gold, [[t for t, _ in row] for row in fp32.tags_from_probs(probs, st)]))
+        for st in ("first", "average", "max")
+    }
+    best = max(by_strategy, key=lambda k: (by_strategy[k], k == "first"))
+    fp32.default_aggregation = best  # scored as served: the service's default aggregation
+    as_text = evaluate_as_text(fp32, ctx.gate)
+    metrics = {"dev_f1": by_strategy["first"], "dev_f1_as_text": as_text["micro avg"]["f1-score"]}
+    if ctx.test:
+        metrics["test_f1"] = _f1(fp32, ctx.test)
+    report(f"score    fp32 dev F1 {metrics['dev_f1']:.4f}, as text {metrics['dev_f1_as_text']:.4f} ({len(ctx.gate)} sentences, "
+           f"{as_text['resplit']:.1%} split back into their words)  {time.perf_counter() - t0:6.1f}s")
+    if as_text["resplit"] < RESPLIT_WARNING:
+        report(f"warning  the service's word splitter ({C.WORD_SPLITTER}) splits only {as_text['resplit']:.1%} of the dev "
+               f"sentences back into their words: raw text is tagged on other words than the model learnt from")
+    variant = VariantReport("fp32", path, {"passed": True}, "fp32_vs_pytorch", parity, metrics)
+    return Fp32Report(variant, fp32, sample_tags, by_strategy, best,
+                      {"word_splitter": C.WORD_SPLITTER, "dev_resplit": as_text["resplit"]})
+
+
+def _tag_mismatches(ctx: Context, tagger: Tagger, reference: list[list[str]]) -> int:
+    got = _tags(tagger, ctx.sample)
+    return sum(x != y for g, r in zip(got, reference) for x, y in zip(g, r))
+
+
+def _fused(ctx: Context) -> Path:
+    """The ORT-optimized CPU graph (built once: the optimized variant and the fused int8 rung share it)."""
+    fused = ctx.work / "opt" / "model_optimized.onnx"
+    if not fused.is_file():
+        fused = _optimize(ctx.work / "onnx", ctx.work / "opt", ctx.config.optimization_level,
+                          skip_layer_norm=ctx.config.skip_layer_norm_fusion)
+    return fused
+
+
+def build_optimized(ctx: Context, ref: Fp32Report, report: Report) -> VariantReport:
+    """ORT's transformer fusions; gate: the same word tags as fp32 on the parity sample."""
+    t0 = time.perf_counter()
+    path = _fused(ctx)
+    mism = _tag_mismatches(ctx, ctx.tagger(path, "optimized"), ref.sample_tags)
+    report(f"optimize O{ctx.config.optimization_level}: {mism} word-tag mismatches vs fp32  {time.perf_counter() - t0:6.1f}s")
+    if mism:
+        raise ArtifactError(f"parity gate failed: optimized vs fp32, {mism} word tags differ on {len(ctx.sample)} dev sentences")
+    info = {"passed": True, "optimization_level": ctx.config.optimization_level,
+            "skip_layer_norm_fusion": ctx.config.skip_layer_norm_fusion}
+    return VariantReport("optimized", path, info, "optimized_vs_fp32",
+                         {"sentences": len(ctx.sample), "word_tag_mismatches": mism, "passed": True})
+
+
+def build_int8(ctx: Context, raw: Path, ref: Fp32Report, report: Report) -> VariantReport:
+    """Dynamic int8: the quantization ladder's candidates in order until one keeps the dev F1 drop within
+    ``max_int8_f1_drop`` points; none passing fails the export unless ``allow_degraded``."""
+    from promptbert.training.evaluate import evaluate_as_text
+
+    config, fp32_f1 = ctx.config, ref.variant.metrics["dev_f1"]  # type: ignore[index]
+    tried: list[dict[str, Any]] = []
+    attempts = []  # (candidate, quantization config, path, tagger), parallel to `tried`
+    for cand in config.quant_ladder:
+        t0 = time.perf_counter()
+        if cand.graph == "fused":
+            fused = _fused(ctx)
+            qconf = quant_config(cand, ctx.isa, fused)
+            qpath = quantize_fused(fused, ctx.work / f"q-{cand.name}", qconf)
+        else:
+            qconf = quant_config(cand, ctx.isa, raw)
+            qpath = _quantize(ctx.work / "onnx", ctx.work / f"q-{cand.name}", qconf)
+        qtagger = ctx.tagger(qpath, "int8")
+        f1 = _f1(qtagger, ctx.gate)
+        drop = (fp32_f1 - f1) * 100
+        ok = drop <= config.max_int8_f1_drop
+        tried.append({"candidate": cfg.to_dict(cand), "dev_f1": f1, "f1_drop_points": drop, "passed": ok,
+                      "excluded_nodes": len(qconf.nodes_to_exclude)})
+        attempts.append((cand, qconf, qpath, qtagger))
+        report(f"int8     {cand.name}: dev F1 {f1:.4f} (drop {drop:+.2f} points) {'PASS' if ok else 'fail'}  {time.perf_counter() - t0:6.1f}s")
+        if ok:
+            break
+    # The passing candidate (always the last tried), else the least damaging one.
+    best = len(tried) - 1 if tried[-1]["passed"] else min(range(len(tried)), key=lambda i: tried[i]["f1_drop_points"])
+    if not tried[best]["passed"] and not config.allow_degraded:
+        raise ArtifactError(
+            f"int8 gate failed: no quantization candidate kept the dev F1 drop within "
+            f"{config.max_int8_f1_drop} points (best: {tried[best]['candidate']['name']}, "
+            f"{tried[best]['f1_drop_points']:.2f}); use --allow-degraded to ship it flagged, or drop int8")
+    cand, qconf, qpath, int8 = attempts[best]  # the session its gate ran: scored again below, not reloaded
+    f1, drop, passed = tried[best]["dev_f1"], tried[best]["f1_drop_points"], tried[best]["passed"]
+    int8.default_aggregation = ref.best_aggregation
+    metrics = {"dev_f1": f1, "dev_f1_as_text": evaluate_as_text(int8, ctx.gate)["micro avg"]["f1-score"]}
+    if ctx.test:
+        metrics["test_f1"] = _f1(int8, ctx.test)
+    parity = {"sentences": len(ctx.gate), "fp32_dev_f1": fp32_f1, "int8_dev_f1": f1, "f1_drop_points": drop,
+              "max_drop_points": config.max_int8_f1_drop, "passed": passed, "candidates": tried}
+    info = {"passed": passed, "isa": ctx.isa, "candidate": cand.name, "ops": count_ops(qpath),
+            "quantization": {"is_static": False, "per_channel": cand.per_channel, "graph": cand.graph,
+                             "operators": list(cand.operators), "excluded_nodes": list(qconf.nodes_to_exclude)}}
+    return VariantReport("int8", qpath, info, "int8_vs_fp32", parity, metrics)
+
+
+def build_fp16(ctx: Context, raw: Path, ref: Fp32Report, report: Report) -> VariantReport:
+    """fp16 for the CUDA provider: the fp16 ladder's candidates (nodes kept in fp32) until one gives the
+    same word tags as fp32 on the parity sample (checked on the CPU provider)."""
+    attempts = []
+    path, mism, keep = None, -1, ()
+    for i, keep in enumerate(ctx.config.fp16_ladder):
+        t0 = time.perf_counter()
+        if keep:
+            path = _fp16_keep(raw, ctx.work / f"fp16-{i}", keep, ctx.model_dir / "config.json")
+        else:
+            path = _optimize(ctx.work / "onnx", ctx.work / f"fp16-{i}", 1, fp16=True)
+        mism = _tag_mismatches(ctx, ctx.tagger(path, "fp16"), ref.sample_tags)
+        attempts.append({"fp32_nodes": list(keep), "word_tag_mismatches": mism})
+        report(f"fp16     fp32 nodes {list(keep) or 'none'}: {mism} word-tag mismatches vs fp32 "
+               f"(checked on CPU)  {time.perf_counter() - t0:6.1f}s")
+        if mism == 0:
+            break
+    if mism:
+        raise ArtifactError(f"parity gate failed: fp16 vs fp32, {mism} word tags differ on {len(ctx.sample)} dev "
+                            f"sentences with every fp16 candidate tried")
+    parity = {"sentences": len(ctx.sample), "word_tag_mismatches": mism, "passed": True, "provider": CPU,
+              "attempts": attempts}
+    return VariantReport("fp16", path, {"passed": True, "fp32_nodes": list(keep)}, "fp16_vs_fp32", parity)  # type: ignore[arg-type]
+
+
+def load_context(model_dir: str | Path, config: ExportConfig, work: Path) -> Context:
+    """The model folder and its data, checked against its manifest (prompt text and token count)."""
+    from promptbert.training.evaluate import load_model_folder
 
     model_dir = Path(model_dir)
-    model, encoder, labels, mmanifest = load_model_folder(model_dir)
-    attention = mmanifest["encoding"].get("prompt_attention", "joint")
-    isolated = attention == "isolated"
-    skip = len(encoder.head_ids) if isolated else 0
+    model, encoder, labels, source = load_model_folder(model_dir)
     prompt_text = (model_dir / C.PROMPT_TEXT).read_text(encoding="utf-8")
-    if fingerprint(prompt_text) != mmanifest["prompt"]["fingerprint"]:
+    if fingerprint(prompt_text) != source.prompt.fingerprint:
         raise ArtifactError(f"{model_dir}: {C.PROMPT_TEXT} does not match the manifest's prompt fingerprint")
-    if encoder.prompt_tokens != mmanifest["prompt"]["tokens"]:
+    if encoder.prompt_tokens != source.prompt.tokens:
         raise ArtifactError(f"{model_dir}: the prompt encodes to {encoder.prompt_tokens} tokens here but to "
-                            f"{mmanifest['prompt']['tokens']} at training (train/serve skew)")
-    data_dir = config.data_dir or mmanifest["config"]["data_dir"]
+                            f"{source.prompt.tokens} at training (train/serve skew)")
+    data_dir = config.data_dir or source.config["data_dir"]
     dev = D.load_split(data_dir, "dev")
     D.check_labels(dev, labels.entity_types)
-    sample = dev[: config.parity_sample]
-    gate = dev[: config.gate_sentences] if config.gate_sentences else dev
     test: list[D.Sentence] = []
     if config.eval_test:
         try:
             test = D.load_split(data_dir, "test")
         except D.DataError:
             test = []
-    isa = detect_isa() if config.isa == "auto" else config.isa
-    variants = ["fp32", *[v for v in config.variants if v != "fp32"]]
-    threads = config.threads or None
+    return Context(model_dir, model, encoder, labels, source, config, work, dev[: config.parity_sample],
+                   dev[: config.gate_sentences] if config.gate_sentences else dev, test,
+                   detect_isa() if config.isa == "auto" else config.isa)
 
-    def ort_pipe(path: Path) -> tuple[TaggingPipeline, Any]:
-        pipe = onnx_pipeline(make_session(path, [CPU], threads), encoder, labels, attention)
-        return pipe, pipe.logits_fn
 
+def assemble_manifest(ctx: Context, out: Path, ref: Fp32Report, variants: list[VariantReport], seconds: float) -> ArtifactConfig:
+    """The artifact's manifest, once every variant is in ``out``: sources, variants with their hashes, gates."""
+    hashes = folder_hashes(out)
+    info = {v.name: {**v.info, "file": C.VARIANT_FILES[v.name], **hashes[C.VARIANT_FILES[v.name]]} for v in variants}
+    return ArtifactConfig(
+        created=now(),
+        versions=versions(),
+        source_model={"path": str(ctx.model_dir.resolve()), "fingerprint": folder_fingerprint(ctx.model_dir),
+                      "base_model": ctx.source.base_model, "metrics": ctx.source.metrics},
+        prompt=ctx.source.prompt,
+        labels=list(ctx.labels.labels),
+        encoding=ctx.source.encoding,
+        opset=ctx.config.opset,
+        exporter="torch.onnx (prompt head baked in)" if ctx.attention == "isolated" else "optimum main_export",
+        data_dir=str(ctx.config.data_dir or ctx.source.config["data_dir"]),
+        variants=info,
+        metrics={v.name: v.metrics for v in variants if v.metrics is not None},
+        aggregation_dev_f1=ref.by_strategy,
+        best_aggregation=ref.best_aggregation,
+        text_path=ref.text_path,
+        parity={v.parity_key: v.parity for v in variants},
+        files=hashes,
+        seconds=round(seconds, 1),
+    )
+
+
+def export(model_dir: str | Path, output: str | Path, config: ExportConfig, force: bool = False,
+           report: Report = _quiet) -> ArtifactConfig:
+    """Write the artifact; raises ArtifactError if a gate fails (unless allow_degraded for int8)."""
     t_all = time.perf_counter()
     with atomic_dir(output, force=force) as out:
-        work = out / "_work"
-        t0 = time.perf_counter()
-        if isolated:
-            raw = _onnx_export_isolated(model, model_dir, work / "onnx", config.opset)
-        else:
-            raw = _onnx_export(model_dir, work / "onnx", config.opset)
+        ctx = load_context(model_dir, config, out / "_work")
+        raw = export_fp32(ctx, report)
         shutil.copyfile(raw, out / C.VARIANT_FILES["fp32"])
         for name in SHIPPED_FROM_MODEL:
-            if (model_dir / name).is_file():
-                shutil.copyfile(model_dir / name, out / name)
-        report(f"export   fp32 ONNX (opset {config.opset}, prompt attention {attention})  {time.perf_counter() - t0:6.1f}s")
-
-        # Gate 1: fp32 ONNX vs PyTorch on the same windows: logits and predicted tags.
-        t0 = time.perf_counter()
-        windows = [w for s in sample for w in encoder.encode(list(s.words))]
-        torch_fn = torch_logits_fn(model)
-        fp32_pipe, fp32_fn = ort_pipe(out / C.VARIANT_FILES["fp32"])
-        max_diff, tag_mismatch = 0.0, 0
-        for i in range(0, len(windows), 32):
-            batch = batch_arrays(windows[i : i + 32], encoder.pad_id, skip)
-            a, b = _logits(torch_fn, batch), _logits(fp32_fn, batch)
-            mask = batch["attention_mask"].astype(bool)
-            max_diff = max(max_diff, float(np.abs(a - b)[mask].max()))
-            tag_mismatch += int((a.argmax(-1) != b.argmax(-1))[mask].sum())
-        parity: dict[str, Any] = {
-            "fp32_vs_pytorch": {
-                "sentences": len(sample), "windows": len(windows), "max_abs_logit_diff": max_diff,
-                "tag_mismatches": tag_mismatch, "atol": config.logit_atol,
-                "passed": max_diff <= config.logit_atol and tag_mismatch == 0,
-            }
-        }
-        report(f"parity   fp32 vs PyTorch: max |dlogit| {max_diff:.2e}, {tag_mismatch} tag mismatches  {time.perf_counter() - t0:6.1f}s")
-        if not parity["fp32_vs_pytorch"]["passed"]:
-            raise ArtifactError(f"parity gate failed: fp32 ONNX vs PyTorch max |dlogit| {max_diff:.2e} "
-                                f"(atol {config.logit_atol}), {tag_mismatch} tag mismatches")
-        sample_tags = [[t for t, _ in row] for row in fp32_pipe.word_tags([s.words for s in sample])]
-
-        t0 = time.perf_counter()
-        from seqeval.metrics import f1_score
-
-        gold = [list(s.tags) for s in gate]
-        probs = fp32_pipe.piece_probs([s.words for s in gate])
-        by_strategy = {
-            st: float(f1_score(gold, [[t for t, _ in row] for row in fp32_pipe.tags_from_probs(probs, st)]))
-            for st in ("first", "average", "max")
-        }
-        best_aggregation = max(by_strategy, key=lambda k: (by_strategy[k], k == "first"))
-        fp32_f1 = by_strategy["first"]
-
-        def as_served(pipe: TaggingPipeline) -> dict[str, Any]:
-            """Dev scored through the service's raw-text path: each sentence as text, split by the word
-            splitter, with the default aggregation (`promptbert evaluate --as-text`)."""
-            return evaluate_as_text(pipe, gate, best_aggregation)
-
-        fp32_text = as_served(fp32_pipe)
-        metrics: dict[str, dict[str, float]] = {"fp32": {"dev_f1": fp32_f1, "dev_f1_as_text": fp32_text["micro avg"]["f1-score"]}}
-        text_path = {"word_splitter": C.WORD_SPLITTER, "dev_resplit": fp32_text["resplit"]}
-        if test:
-            metrics["fp32"]["test_f1"] = _f1(fp32_pipe, test)[0]
-        report(f"score    fp32 dev F1 {fp32_f1:.4f}, as text {metrics['fp32']['dev_f1_as_text']:.4f} ({len(gate)} sentences, "
-               f"{fp32_text['resplit']:.1%} split back into their words)  {time.perf_counter() - t0:6.1f}s")
-        if fp32_text["resplit"] < RESPLIT_WARNING:
-            report(f"warning  the service's word splitter ({C.WORD_SPLITTER}) splits only {fp32_text['resplit']:.1%} of the dev "
-                   f"sentences back into their words: raw text is tagged on other words than the model learnt from")
-        info: dict[str, dict[str, Any]] = {"fp32": {"passed": True}}
-
-        def same_tags(pipe: TaggingPipeline) -> int:
-            got = [[t for t, _ in row] for row in pipe.word_tags([s.words for s in sample])]
-            return sum(x != y for g, r in zip(got, sample_tags) for x, y in zip(g, r))
-
-        if "optimized" in variants:
-            t0 = time.perf_counter()
-            opt = _optimize(work / "onnx", work / "opt", config.optimization_level,
-                            skip_layer_norm=config.skip_layer_norm_fusion)
-            shutil.copyfile(opt, out / C.VARIANT_FILES["optimized"])
-            mism = same_tags(ort_pipe(out / C.VARIANT_FILES["optimized"])[0])
-            parity["optimized_vs_fp32"] = {"sentences": len(sample), "word_tag_mismatches": mism, "passed": mism == 0}
-            info["optimized"] = {"passed": mism == 0, "optimization_level": config.optimization_level,
-                                 "skip_layer_norm_fusion": config.skip_layer_norm_fusion}
-            report(f"optimize O{config.optimization_level}: {mism} word-tag mismatches vs fp32  {time.perf_counter() - t0:6.1f}s")
-            if mism:
-                raise ArtifactError(f"parity gate failed: optimized vs fp32, {mism} word tags differ on {len(sample)} dev sentences")
-
-        if "int8" in variants:
-            tried: list[dict[str, Any]] = []
-            attempts = []  # (candidate, quantization config, path, pipeline), parallel to `tried`
-            for cand in config.quant_ladder:
-                t0 = time.perf_counter()
-                if cand.graph == "fused":
-                    fused = work / "opt" / "model_optimized.onnx"
-                    if not fused.is_file():
-                        fused = _optimize(work / "onnx", work / "opt", config.optimization_level,
-                                          skip_layer_norm=config.skip_layer_norm_fusion)
-                    qconf = quant_config(cand, isa, fused)
-                    qpath = quantize_fused(fused, work / f"q-{cand.name}", qconf)
-                else:
-                    qconf = quant_config(cand, isa, raw)
-                    qpath = _quantize(work / "onnx", work / f"q-{cand.name}", qconf)
-                qpipe = ort_pipe(qpath)[0]
-                f1, _ = _f1(qpipe, gate)
-                drop = (fp32_f1 - f1) * 100
-                ok = drop <= config.max_int8_f1_drop
-                tried.append({"candidate": cfg.to_dict(cand), "dev_f1": f1, "f1_drop_points": drop, "passed": ok,
-                              "excluded_nodes": len(qconf.nodes_to_exclude)})
-                attempts.append((cand, qconf, qpath, qpipe))
-                report(f"int8     {cand.name}: dev F1 {f1:.4f} (drop {drop:+.2f} points) {'PASS' if ok else 'fail'}  {time.perf_counter() - t0:6.1f}s")
-                if ok:
-                    break
-            # The passing candidate (always the last tried), else the least damaging one.
-            best = len(tried) - 1 if tried[-1]["passed"] else min(range(len(tried)), key=lambda i: tried[i]["f1_drop_points"])
-            if not tried[best]["passed"] and not config.allow_degraded:
-                raise ArtifactError(
-                    f"int8 gate failed: no quantization candidate kept the dev F1 drop within "
-                    f"{config.max_int8_f1_drop} points (best: {tried[best]['candidate']['name']}, "
-                    f"{tried[best]['f1_drop_points']:.2f}); use --allow-degraded to ship it flagged, or drop int8")
-            cand, qconf, qpath, int8_pipe = attempts[best]  # the session its gate ran: scored again below, not reloaded
-            f1, drop = tried[best]["dev_f1"], tried[best]["f1_drop_points"]
-            passed = tried[best]["passed"]
-            shutil.copyfile(qpath, out / C.VARIANT_FILES["int8"])
-            if (qpath.parent / C.QUANTIZATION_CONFIG).is_file():
-                shutil.copyfile(qpath.parent / C.QUANTIZATION_CONFIG, out / C.QUANTIZATION_CONFIG)
-            metrics["int8"] = {"dev_f1": f1, "dev_f1_as_text": as_served(int8_pipe)["micro avg"]["f1-score"]}
-            if test:
-                metrics["int8"]["test_f1"] = _f1(int8_pipe, test)[0]
-            parity["int8_vs_fp32"] = {"sentences": len(gate), "fp32_dev_f1": fp32_f1, "int8_dev_f1": f1,
-                                      "f1_drop_points": drop, "max_drop_points": config.max_int8_f1_drop,
-                                      "passed": passed, "candidates": tried}
-            info["int8"] = {"passed": passed, "isa": isa, "candidate": cand.name, "ops": count_ops(out / C.VARIANT_FILES["int8"]),
-                            "quantization": {"is_static": False, "per_channel": cand.per_channel, "graph": cand.graph,
-                                             "operators": list(cand.operators), "excluded_nodes": list(qconf.nodes_to_exclude)}}
-
-        if "fp16" in variants:
-            attempts = []
-            for i, keep in enumerate(config.fp16_ladder):
-                t0 = time.perf_counter()
-                if keep:
-                    f16 = _fp16_keep(raw, work / f"fp16-{i}", keep, model_dir / "config.json")
-                else:
-                    f16 = _optimize(work / "onnx", work / f"fp16-{i}", 1, fp16=True)
-                mism = same_tags(ort_pipe(f16)[0])
-                attempts.append({"fp32_nodes": list(keep), "word_tag_mismatches": mism})
-                report(f"fp16     fp32 nodes {list(keep) or 'none'}: {mism} word-tag mismatches vs fp32 "
-                       f"(checked on CPU)  {time.perf_counter() - t0:6.1f}s")
-                if mism == 0:
-                    shutil.copyfile(f16, out / C.VARIANT_FILES["fp16"])
-                    break
-            parity["fp16_vs_fp32"] = {"sentences": len(sample), "word_tag_mismatches": mism, "passed": mism == 0,
-                                      "provider": CPU, "attempts": attempts}
-            info["fp16"] = {"passed": mism == 0, "fp32_nodes": list(keep)}
-            if mism:
-                raise ArtifactError(f"parity gate failed: fp16 vs fp32, {mism} word tags differ on {len(sample)} dev "
-                                    f"sentences with every fp16 candidate tried")
-
-        shutil.rmtree(work)
+            if (ctx.model_dir / name).is_file():
+                shutil.copyfile(ctx.model_dir / name, out / name)
+        ref = gate_fp32(ctx, out / C.VARIANT_FILES["fp32"], report)
+        built = [ref.variant]
+        if "optimized" in config.variants:
+            built.append(build_optimized(ctx, ref, report))
+        if "int8" in config.variants:
+            built.append(build_int8(ctx, raw, ref, report))
+        if "fp16" in config.variants:
+            built.append(build_fp16(ctx, raw, ref, report))
+        for v in built[1:]:
+            shutil.copyfile(v.file, out / C.VARIANT_FILES[v.name])
+            if v.name == "int8" and (v.file.parent / C.QUANTIZATION_CONFIG).is_file():
+                shutil.copyfile(v.file.parent / C.QUANTIZATION_CONFIG, out / C.QUANTIZATION_CONFIG)
+        shutil.rmtree(ctx.work)
         cfg.dump_yaml(config, out / C.EXPORT_CONFIG)
-        write_json(out / C.PARITY, parity)
-        hashes = folder_hashes(out)
-        for v in variants:
-            info[v].update({"file": C.VARIANT_FILES[v], **hashes[C.VARIANT_FILES[v]]})
-        manifest = {
-            "kind": C.ARTIFACT_KIND,
-            "created": now(),
-            "versions": versions(),
-            "source_model": {"path": str(model_dir.resolve()), "fingerprint": folder_fingerprint(model_dir),
-                             "base_model": mmanifest.get("base_model"), "metrics": mmanifest.get("metrics")},
-            "prompt": mmanifest["prompt"],
-            "labels": list(labels.labels),
-            "encoding": mmanifest["encoding"],
-            "opset": config.opset,
-            "exporter": "torch.onnx (prompt head baked in)" if isolated else "optimum main_export",
-            "data_dir": str(data_dir),
-            "variants": info,
-            "metrics": metrics,
-            "aggregation_dev_f1": by_strategy,
-            "best_aggregation": best_aggregation,
-            "text_path": text_path,
-            "parity": parity,
-            "files": hashes,
-            "seconds": round(time.perf_counter() - t_all, 1),
-        }
-        write_json(out / C.MANIFEST, manifest)
+        write_json(out / C.PARITY, {v.parity_key: v.parity for v in built})
+        manifest = assemble_manifest(ctx, out, ref, built, time.perf_counter() - t_all)
+        manifest.write(out)
     return manifest
 
 

@@ -47,12 +47,15 @@ class ServedArtifact:
 
     ``root``: the checkout whose service.py is served (default: this one); another one (a git
     worktree of an older commit) lets a benchmark compare two versions of the service side by side.
+    ``bento``: serve a built bento from the store by its tag instead (``artifact`` None: the copy it carries).
     """
 
-    def __init__(self, artifact: str | Path, port: int | None = None, env: dict[str, str] | None = None,
-                 ready_timeout: float = 180.0, log_path: str | Path | None = None, root: str | Path | None = None) -> None:
-        self.artifact = Path(artifact).resolve()
+    def __init__(self, artifact: str | Path | None, port: int | None = None, env: dict[str, str] | None = None,
+                 ready_timeout: float = 180.0, log_path: str | Path | None = None, root: str | Path | None = None,
+                 bento: str | None = None) -> None:
+        self.artifact = Path(artifact).resolve() if artifact is not None else None
         self.root = Path(root).resolve() if root else ROOT
+        self.bento = bento
         self.port = port or free_port()
         self.env = env or {}
         self.ready_timeout = ready_timeout
@@ -61,11 +64,14 @@ class ServedArtifact:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> str:
-        env = {**os.environ, "PROMPTBERT_ARTIFACT": str(self.artifact), "BENTOML_DO_NOT_TRACK": "true", **self.env}
+        env = {k: v for k, v in os.environ.items() if k != "PROMPTBERT_ARTIFACT"}
+        env.update({"BENTOML_DO_NOT_TRACK": "true", **self.env})
+        if self.artifact is not None:
+            env["PROMPTBERT_ARTIFACT"] = str(self.artifact)
+        where = [self.bento] if self.bento else ["service:PromptBertNER", "--working-dir", str(self.root)]
         out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "service:PromptBertNER", "--host", "127.0.0.1",
-             "--port", str(self.port), "--working-dir", str(self.root)],
+            [sys.executable, "-m", "bentoml", "serve", *where, "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + self.ready_timeout

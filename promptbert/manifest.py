@@ -1,23 +1,34 @@
-"""Manifests, hashes, versions and all-or-nothing folder writes."""
+"""Manifests, hashes, versions and all-or-nothing folder writes.
+
+The two manifests are written and read here only, as typed frozen dataclasses: ``ModelManifest``
+(a model folder, written by ``promptbert train``) and ``ArtifactConfig`` (an artifact folder,
+written by ``promptbert export``). Their JSON keys are the dataclass fields, in order.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
+import logging
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import __version__
 from . import constants as C
 from .data import file_sha256
 from .errors import ArtifactError
+
+log = logging.getLogger("promptbert")
+M = TypeVar("M", bound="_Manifest")
 
 _TRACKED = ("promptbert", "torch", "transformers", "tokenizers", "optimum", "optimum-onnx", "onnx",
             "onnxruntime-gpu", "onnxruntime", "numpy", "seqeval", "bentoml")
@@ -38,13 +49,6 @@ def versions() -> dict[str, str]:
     if ort is not None:
         out["onnxruntime (loaded)"] = f"{ort.__version__} {ort.get_device()}"
     return out
-
-
-def best_aggregation(manifest: dict[str, Any]) -> str:
-    """The word aggregation that scored best on dev at export ("first" for a model folder or an older
-    artifact). It is the default of the service, `promptbert predict` and `promptbert evaluate`, so that
-    the three give the same answers for the same text."""
-    return str(manifest.get("best_aggregation", "first"))
 
 
 def now() -> str:
@@ -110,3 +114,137 @@ def atomic_dir(final: str | Path, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# Libraries whose version shapes what a loaded artifact computes: a different major.minor is warned about.
+_SERVING_CRITICAL = ("promptbert", "onnxruntime", "tokenizers", "numpy")
+
+
+@dataclass(frozen=True)
+class PromptInfo:
+    """The prompt a model was trained with: its rendered text's fingerprint and token count."""
+
+    kind: str  # "spec", "none" or "control"
+    source: str
+    fingerprint: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class EncodingInfo:
+    """How words became model inputs at training; serving must do the same."""
+
+    max_length: int
+    stride: int
+    word_splitter: str = ""
+    text_segment: int = 1
+    prompt_attention: str = "joint"  # manifests without the key predate isolated attention
+    head_tokens: int = 0
+
+
+class _Manifest:
+    """Reading and writing shared by both manifests."""
+
+    KIND = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def write(self, folder: str | Path) -> None:
+        write_json(Path(folder) / C.MANIFEST, self.to_dict())
+
+    @classmethod
+    def from_dict(cls: type[M], data: dict[str, Any], where: str = "manifest") -> M:
+        if not isinstance(data, dict) or data.get("kind") != cls.KIND:
+            raise ArtifactError(f"{where}: not a {cls.KIND} manifest (kind {data.get('kind') if isinstance(data, dict) else None!r})")
+        hints = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        try:
+            for name, value in data.items():
+                if name not in hints:
+                    continue  # written by a newer promptbert: the version check warns
+                if name == "prompt":
+                    value = PromptInfo(**value)
+                elif name == "encoding":
+                    value = EncodingInfo(**value)
+                values[name] = value
+            return cls(**values)
+        except TypeError as exc:
+            raise ArtifactError(f"{where}: incomplete or malformed manifest ({exc})") from None
+
+    @classmethod
+    def read(cls: type[M], folder: str | Path) -> M:
+        path = Path(folder) / C.MANIFEST
+        return cls.from_dict(read_json(path), str(path))
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelManifest(_Manifest):
+    """manifest.json of a model folder: what training decided and measured."""
+
+    KIND = C.MODEL_FOLDER_KIND
+    kind: str = C.MODEL_FOLDER_KIND
+    created: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    base_model: str = ""
+    base_model_path: str = ""
+    data_files: dict[str, str] = field(default_factory=dict)
+    prompt: PromptInfo
+    labels: list[str]
+    encoding: EncodingInfo
+    config: dict[str, Any] = field(default_factory=dict)  # the TrainConfig, as saved
+    config_path: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def best_aggregation(self) -> str:
+        return "first"  # a model folder was never scored by strategy
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArtifactConfig(_Manifest):
+    """manifest.json of an artifact: the model it came from, its variants and gates, file hashes."""
+
+    KIND = C.ARTIFACT_KIND
+    kind: str = C.ARTIFACT_KIND
+    created: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    source_model: dict[str, Any] = field(default_factory=dict)
+    prompt: PromptInfo
+    labels: list[str]
+    encoding: EncodingInfo
+    opset: int = 0
+    exporter: str = ""
+    data_dir: str = ""
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    aggregation_dev_f1: dict[str, float] = field(default_factory=dict)
+    # The word aggregation that scored best on dev: the default of the service, `predict` and `evaluate`.
+    best_aggregation: str = "first"
+    text_path: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def base_model(self) -> str | None:
+        return self.source_model.get("base_model")
+
+
+def version_warnings(recorded: dict[str, str], running: dict[str, str] | None = None) -> list[str]:
+    """Libraries whose major.minor differs between where a model was made and here (one line each)."""
+    running = versions() if running is None else running
+    out = []
+    for name in _SERVING_CRITICAL:
+        was = recorded.get(name) or (recorded.get("onnxruntime-gpu") if name == "onnxruntime" else None)
+        now_ = running.get(name) or (running.get("onnxruntime-gpu") if name == "onnxruntime" else None)
+        if was and now_ and was.split(".")[:2] != now_.split(".")[:2]:
+            out.append(f"{name} {now_} here, {was} where the model was made: answers may differ slightly")
+    return out

@@ -19,7 +19,7 @@ from .data import file_sha256
 from .encoding import PromptEncoder, default_call_cost, load_tokenizer
 from .errors import ArtifactError
 from .labels import LabelMap
-from .manifest import read_json
+from .manifest import ArtifactConfig, read_json
 from .pipeline import TaggingPipeline
 
 log = logging.getLogger("promptbert")
@@ -110,26 +110,26 @@ class Artifact:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise ArtifactError(f"{self.folder}: artifact folder not found")
-        self.manifest = read_json(self.folder / C.MANIFEST)
-        if self.manifest.get("kind") != C.ARTIFACT_KIND:
+        data = read_json(self.folder / C.MANIFEST)
+        if data.get("kind") != C.ARTIFACT_KIND:
             raise ArtifactError(f"{self.folder}: not a promptbert artifact (run `promptbert export` first)")
+        self.config = ArtifactConfig.from_dict(data, str(self.folder / C.MANIFEST))
         self.labels = LabelMap.load(self.folder / C.LABELS)
         # The rendered prompt is read, never re-rendered: that is what was trained on.
         self.prompt_text = (self.folder / C.PROMPT_TEXT).read_text(encoding="utf-8")
         self.tokenizer, self.specials = load_tokenizer(self.folder)
-        self.max_length = int(self.manifest["encoding"]["max_length"])
-        self.stride = int(self.manifest["encoding"]["stride"])
-        self.prompt_attention = str(self.manifest["encoding"].get("prompt_attention", "joint"))
+        self.prompt_attention = self.config.encoding.prompt_attention
         if self.prompt_attention not in C.PROMPT_ATTENTION:
             raise ArtifactError(f"{self.folder}: unknown prompt_attention {self.prompt_attention!r} in the manifest")
 
     @property
     def variants(self) -> dict[str, Any]:
-        return self.manifest.get("variants", {})
+        return self.config.variants
 
     def encoder(self) -> PromptEncoder:
-        enc = PromptEncoder(self.tokenizer, self.prompt_text, self.max_length, self.stride, self.specials)
-        expected = self.manifest["prompt"]["tokens"]
+        encoding = self.config.encoding
+        enc = PromptEncoder(self.tokenizer, self.prompt_text, encoding.max_length, encoding.stride, self.specials)
+        expected = self.config.prompt.tokens
         if enc.prompt_tokens != expected:
             raise ArtifactError(f"{self.folder}: the prompt encodes to {enc.prompt_tokens} tokens but the model was "
                                 f"trained with {expected} (train/serve skew)")
@@ -175,7 +175,7 @@ class Artifact:
         name, providers, path, encoder = self.check(variant, device)
         if CUDA in providers:
             _preload_cuda()
-        session = make_session(path, providers, threads or _env_threads(), spinning)
+        session = make_session(path, providers, threads, spinning)
         got = session.get_providers()
         if CUDA in providers and CUDA not in got:
             log.warning("CUDAExecutionProvider did not come up; running %s on %s", name, got)
@@ -198,7 +198,3 @@ def _preload_cuda() -> None:
         except Exception as exc:  # missing wheels: ORT falls back to the system libraries
             log.info("onnxruntime.preload_dlls() failed: %s", exc)
 
-
-def _env_threads() -> int | None:
-    value = os.environ.get("PROMPTBERT_THREADS")
-    return int(value) if value else None

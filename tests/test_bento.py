@@ -1,4 +1,5 @@
-"""`bentoml build` of the tiny artifact in a scratch context; the generated Dockerfile and requirements are checked."""
+"""`bentoml build` of the tiny artifact in a scratch context: the generated Dockerfile and requirements, and the
+built bento served from the store with the build context gone (it must serve the copy it carries)."""
 
 import os
 import shutil
@@ -20,7 +21,8 @@ def test_bentoml_build_and_dockerfile(tiny_artifact, tmp_path):
     shutil.copytree(ROOT / "promptbert", ctx / "promptbert", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(tiny_artifact, ctx / "artifacts" / "serve")
     home = tmp_path / "bentoml_home"
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PROMPTBERT_ARTIFACT": str(ctx / "artifacts" / "serve")}
+    env = {k: v for k, v in os.environ.items() if k != "PROMPTBERT_ARTIFACT"}
+    env.update({"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"})
     r = subprocess.run([sys.executable, "-m", "bentoml", "build", str(ctx)], capture_output=True, text=True, env=env,
                        timeout=300, cwd=ctx)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -34,5 +36,19 @@ def test_bentoml_build_and_dockerfile(tiny_artifact, tmp_path):
     assert "torch" not in reqs and "transformers" not in reqs  # serving carries no training stack
     dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
     assert "python:3.11" in dockerfile or "3.11" in dockerfile
-    assert "PROMPTBERT_ARTIFACT" in dockerfile and "NVIDIA_VISIBLE_DEVICES" in dockerfile
+    assert "NVIDIA_VISIBLE_DEVICES" in dockerfile
+    assert "PROMPTBERT_ARTIFACT" not in dockerfile  # the service finds the bento's own copy beside service.py
     assert "nvidia/cuda" not in dockerfile  # CUDA comes as pip wheels matching onnxruntime-gpu's CUDA 13 build
+
+    # Served from the store as BentoML's docs test a bento, the build context moved away: the bento's copy answers.
+    from promptbert.launch import ServedArtifact, post_json
+
+    tag = f"promptbert:{bento.name}"
+    shutil.rmtree(ctx)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with ServedArtifact(None, root=elsewhere, bento=tag, env={"BENTOML_HOME": str(home), "PROMPTBERT_WORKERS": "1"}) as url:
+        meta = post_json(f"{url}/metadata", {})
+        assert meta["artifact"] == str(src / "artifacts" / "serve")
+        (ents,) = post_json(f"{url}/tag", {"texts": ["John Smith visited Paris ."]})
+        assert all(e["word"] == "John Smith visited Paris ."[e["start"]:e["end"]] for e in ents)

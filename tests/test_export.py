@@ -11,6 +11,7 @@ import pytest
 from promptbert import constants as C
 from promptbert.errors import ArtifactError
 from promptbert.runtime import Artifact
+from promptbert.tagger import Tagger
 
 TEXTS = [
     "John Smith visited Paris.",
@@ -53,8 +54,9 @@ def test_manifest_carries_dev_f1_as_served(tiny_artifact, tiny_corpus):
     m = json.loads((tiny_artifact / C.MANIFEST).read_text())
     dev = load_split(tiny_corpus, "dev")
     for variant in ("fp32", "int8"):
-        pipe, _ = Artifact(tiny_artifact).pipeline(variant, "cpu")
-        expected = evaluate_as_text(pipe, dev, m["best_aggregation"])["micro avg"]["f1-score"]
+        tagger = Tagger.from_pretrained(tiny_artifact, variant, "cpu")
+        assert tagger.default_aggregation == m["best_aggregation"]
+        expected = evaluate_as_text(tagger, dev)["micro avg"]["f1-score"]
         assert m["metrics"][variant]["dev_f1_as_text"] == pytest.approx(expected)
     assert m["text_path"] == {"word_splitter": C.WORD_SPLITTER, "dev_resplit": 1.0}
 
@@ -192,17 +194,18 @@ def test_cli_predict_json_matches_library(tiny_artifact):
     r = subprocess.run([sys.executable, "-m", "promptbert.cli", "predict", str(tiny_artifact), *TEXTS[:3], "--json",
                         "--variant", "int8"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    pipe, _ = Artifact(tiny_artifact).pipeline("int8", "cpu")
-    assert json.loads(r.stdout) == pipe.entities(TEXTS[:3])
+    assert json.loads(r.stdout) == Tagger.from_pretrained(tiny_artifact, "int8", "cpu").predict(TEXTS[:3])
 
 
 def test_evaluate_artifact_uses_same_path(tiny_artifact, tiny_model, tiny_corpus):
-    from promptbert.training.evaluate import evaluate_sentences, load_any
+    from promptbert.training.evaluate import evaluate_sentences
     from promptbert.data import load_split
 
     sents = load_split(tiny_corpus, "test")
-    torch_rep = evaluate_sentences(load_any(tiny_model)[0], sents)
-    onnx_rep = evaluate_sentences(load_any(tiny_artifact, "fp32")[0], sents)
+    torch_tagger = Tagger.from_pretrained(tiny_model)
+    assert torch_tagger.variant == "pytorch" and torch_tagger.config.kind == C.MODEL_FOLDER_KIND
+    torch_rep = evaluate_sentences(torch_tagger, sents, "first")
+    onnx_rep = evaluate_sentences(Tagger.from_pretrained(tiny_artifact, "fp32"), sents, "first")
     assert onnx_rep["micro avg"] == pytest.approx(torch_rep["micro avg"])
 
 
@@ -357,8 +360,8 @@ def test_predict_and_evaluate_default_to_the_artifacts_best_aggregation(tiny_art
     from promptbert.training.evaluate import evaluate_sentences
 
     texts = ["Washington met McDonald in Zurich .", "Mary McDonald visited Washington and Zurich ."]
-    pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")
-    by = {s: pipe.entities(texts, s) for s in ("first", "average", "max")}
+    tagger = Tagger.from_pretrained(tiny_artifact, "fp32", "cpu")
+    by = {s: tagger.predict(texts, s) for s in ("first", "average", "max")}
     other = next(s for s in ("average", "max") if by[s] != by["first"])
     art = tmp_path / "art"
     shutil.copytree(tiny_artifact, art)
@@ -372,7 +375,7 @@ def test_predict_and_evaluate_default_to_the_artifacts_best_aggregation(tiny_art
     assert main(["evaluate", str(art), "--data", str(tiny_corpus), "--split", "test", "--variant", "fp32", "--output", str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["aggregation"] == other and f"fp32 (CPUExecutionProvider), {other}]" in capsys.readouterr().out
-    expected = evaluate_sentences(pipe, load_split(tiny_corpus, "test"), other)["micro avg"]
+    expected = evaluate_sentences(tagger, load_split(tiny_corpus, "test"), other)["micro avg"]
     assert written["report"]["micro avg"] == pytest.approx(expected)
 
 
@@ -386,12 +389,12 @@ def test_evaluate_as_text_maps_entities_back_onto_the_gold_words():
     sents = [Sentence(words, ("B-PER", "I-PER", "O", "B-LOC", "I-LOC", "B-ORG")), Sentence(("x--y",), ("O",))]
 
     class Stub:
-        def entities(self, texts, strategy):
+        def predict(self, texts, strategy):
             assert texts == ["John Smith visited New York-based Acme", "x--y"] and strategy == "first"
             ent = lambda group, a, b: {"entity_group": group, "start": a, "end": b}  # noqa: E731
             return [[ent("PER", 0, 10), ent("LOC", 19, 27), ent("MISC", 28, 33), ent("ORG", 34, 38)], []]
 
-    rep = evaluate_as_text(Stub(), sents)
+    rep = evaluate_as_text(Stub(), sents, "first")
     assert rep["micro avg"]["f1-score"] == 1.0 and rep["micro avg"]["support"] == 3
     assert rep["resplit"] == 0.5  # "x--y" splits into x, --, y
 
@@ -407,7 +410,7 @@ def test_evaluate_as_text_joins_a_documents_sentences():
     seen = []
 
     class Stub:
-        def entities(self, texts, strategy):
+        def predict(self, texts, strategy):
             seen.append(texts)
             at = {"Paris": "LOC", "John": "PER", "Acme": "ORG"}
             return [[{"entity_group": g, "start": t.index(w), "end": t.index(w) + len(w)} for w, g in at.items() if w in t]
@@ -430,8 +433,8 @@ def test_cli_evaluate_as_text(tiny_artifact, tiny_corpus, tmp_path, capsys):
     written = json.loads(out.read_text())
     assert written["as_text"] == "sentences" and written["report"]["resplit"] == 1.0
     assert "of the 2 texts split back into their gold words" in capsys.readouterr().out
-    pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")  # the tiny test split resplits exactly: same scores
-    gold = evaluate_sentences(pipe, load_split(tiny_corpus, "test"), written["aggregation"])
+    tagger = Tagger.from_pretrained(tiny_artifact, "fp32", "cpu")  # the tiny test split resplits exactly: same scores
+    gold = evaluate_sentences(tagger, load_split(tiny_corpus, "test"), written["aggregation"])
     assert written["report"]["micro avg"] == pytest.approx(gold["micro avg"])
 
 
@@ -441,8 +444,7 @@ def test_cli_predict_texts_after_the_options(tiny_artifact, capsys):
 
     texts = ["John Smith visited Paris .", "Mary met the Acme Corp team ."]
     assert main(["predict", str(tiny_artifact), texts[0], "--variant", "fp32", "--json", texts[1]]) == 0
-    pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")
-    assert json.loads(capsys.readouterr().out) == pipe.entities(texts)
+    assert json.loads(capsys.readouterr().out) == Tagger.from_pretrained(tiny_artifact, "fp32", "cpu").predict(texts)
     with pytest.raises(SystemExit) as exc:
         main(["predict", str(tiny_artifact), "--variant", "fp32", "hi", "--bogus"])
     assert exc.value.code == 2 and "unrecognized arguments: hi --bogus" in capsys.readouterr().err

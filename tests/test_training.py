@@ -58,12 +58,12 @@ def test_evaluate_reads_the_folder_back(tiny_model, tiny_corpus, tmp_path, capsy
 
 
 def test_every_word_gets_one_prediction_across_windows(tiny_model):
-    from promptbert.training.evaluate import load_any
+    from promptbert import Tagger
 
-    pipe, _ = load_any(tiny_model)
+    tagger = Tagger.from_pretrained(tiny_model)
     words = ("john met mary in paris .".split()) * 30  # far longer than max_length 64
-    (tags,) = pipe.word_tags([words])
-    assert len(tags) == len(words) and len(pipe.encoder.encode(words)) > 1
+    (tags,) = tagger.word_tags([words])
+    assert len(tags) == len(words) and len(tagger.pipeline.encoder.encode(words)) > 1
 
 
 def test_interrupted_training_leaves_no_folder(tiny_base, tiny_corpus, tiny_prompt, tmp_path, monkeypatch):

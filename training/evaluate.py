@@ -1,7 +1,7 @@
 """Entity-level evaluation (seqeval) of a model folder or an ONNX artifact, by one code path.
 
-    promptbert evaluate runs/model --data ../shared/data/conll2003 --split test
-    promptbert evaluate artifacts/model --variant int8 --data ../shared/data/conll2003 --split test
+    promptbert evaluate runs/model --data path/to/conll2003 --split test
+    promptbert evaluate artifacts/model --variant int8 --data path/to/conll2003 --split test
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from promptbert.data import Sentence, split_words
 from promptbert.encoding import PromptEncoder, load_tokenizer
 from promptbert.errors import ArtifactError
 from promptbert.labels import LabelMap
-from promptbert.manifest import read_json
+from promptbert.manifest import ModelManifest, read_json
 from promptbert.pipeline import TaggingPipeline
+from promptbert.tagger import Tagger
 
 
 def report(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
@@ -33,8 +34,9 @@ def report(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
     return out
 
 
-def evaluate_sentences(pipe: TaggingPipeline, sentences: list[Sentence], strategy: str = "first") -> dict[str, Any]:
-    pred = [[t for t, _ in row] for row in pipe.word_tags([s.words for s in sentences], strategy)]
+def evaluate_sentences(tagger: Tagger, sentences: list[Sentence], strategy: str | None = None) -> dict[str, Any]:
+    """The report on the gold words (``strategy`` None: the tagger's default aggregation)."""
+    pred = [[t for t, _ in row] for row in tagger.word_tags([s.words for s in sentences], strategy)]
     return report([list(s.tags) for s in sentences], pred)
 
 
@@ -44,7 +46,7 @@ AS_TEXT = {"sentences": None, "documents": "\n", "paragraphs": " ", "wrapped": "
 WRAP = 72
 
 
-def evaluate_as_text(pipe: TaggingPipeline, sentences: list[Sentence], strategy: str = "first",
+def evaluate_as_text(tagger: Tagger, sentences: list[Sentence], strategy: str | None = None,
                      unit: str = "sentences") -> dict[str, Any]:
     """The same report through the path the service takes for raw text. Each sentence (``unit``
     "sentences"), or each document's sentences one a line ("documents"), in one paragraph
@@ -81,7 +83,7 @@ def evaluate_as_text(pipe: TaggingPipeline, sentences: list[Sentence], strategy:
         texts.append(text)
         spans.append(span)
     pred = []
-    for group, words, ents in zip(groups, spans, pipe.entities(texts, strategy)):
+    for group, words, ents in zip(groups, spans, tagger.predict(texts, strategy)):
         tags = ["O"] * len(words)
         for e in ents:
             first = True
@@ -140,40 +142,35 @@ def torch_pipeline(model: Any, encoder: PromptEncoder, labels: LabelMap, **kw: A
     return TaggingPipeline(encoder, labels, torch_logits_fn(model), head_cached=cached, **kw)
 
 
-def load_model_folder(folder: str | Path) -> tuple[Any, PromptEncoder, LabelMap, dict[str, Any]]:
+def load_model_folder(folder: str | Path) -> tuple[Any, PromptEncoder, LabelMap, ModelManifest]:
     """A folder written by ``promptbert train``: PyTorch model, encoder (stored prompt text), labels, manifest."""
     from transformers import AutoModelForTokenClassification
 
     folder = Path(folder)
     if not folder.is_dir():
         raise ArtifactError(f"{folder}: model folder not found")
-    manifest = read_json(folder / C.MANIFEST) if (folder / C.MANIFEST).is_file() else {}
-    if manifest.get("kind") != C.MODEL_FOLDER_KIND:
+    data = read_json(folder / C.MANIFEST) if (folder / C.MANIFEST).is_file() else {}
+    if data.get("kind") != C.MODEL_FOLDER_KIND:
         raise ArtifactError(f"{folder}: not a model folder made by `promptbert train` (no {C.MANIFEST} of kind {C.MODEL_FOLDER_KIND})")
+    manifest = ModelManifest.from_dict(data, str(folder / C.MANIFEST))
     for name in (C.LABELS, C.PROMPT_TEXT, "config.json"):
         if not (folder / name).is_file():
             raise ArtifactError(f"{folder}: missing {name} (not a complete promptbert model folder)")
     labels = LabelMap.load(folder / C.LABELS)
     tok, specials = load_tokenizer(folder)
-    enc = manifest["encoding"]
-    encoder = PromptEncoder(tok, (folder / C.PROMPT_TEXT).read_text(encoding="utf-8"), enc["max_length"], enc["stride"], specials)
+    enc = manifest.encoding
+    encoder = PromptEncoder(tok, (folder / C.PROMPT_TEXT).read_text(encoding="utf-8"), enc.max_length, enc.stride, specials)
     try:
         model = AutoModelForTokenClassification.from_pretrained(str(folder))
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{folder}: cannot load model weights ({str(exc).splitlines()[0][:200]})") from None
     from .cached import tagger_for
 
-    return tagger_for(model, encoder, enc.get("prompt_attention", "joint")).eval(), encoder, labels, manifest
+    return tagger_for(model, encoder, enc.prompt_attention).eval(), encoder, labels, manifest
 
 
-def load_any(folder: str | Path, variant: str = "auto", **kw: Any) -> tuple[TaggingPipeline, str]:
-    """A pipeline for a model folder (PyTorch) or an artifact (ONNX Runtime), and a label for reports."""
-    folder = Path(folder)
-    manifest = read_json(folder / C.MANIFEST) if (folder / C.MANIFEST).is_file() else {}
-    if manifest.get("kind") == C.ARTIFACT_KIND:
-        from promptbert.runtime import Artifact
-
-        pipe, loaded = Artifact(folder).pipeline(variant, **kw)
-        return pipe, f"onnx:{loaded.variant} ({', '.join(loaded.providers)})"
-    model, encoder, labels, _ = load_model_folder(folder)
-    return torch_pipeline(model, encoder, labels, **kw), "pytorch"
+def backend_name(tagger: Tagger) -> str:
+    """How a report names what ran: ``pytorch`` or ``onnx:int8 (CPUExecutionProvider)``."""
+    if tagger.variant == "pytorch":
+        return "pytorch"
+    return f"onnx:{tagger.variant} ({', '.join(tagger.providers)})"

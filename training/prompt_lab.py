@@ -74,8 +74,8 @@ def train_arm(config: TrainConfig, setting: str, size: int, seed: int, steps: in
     t0 = time.perf_counter()
     manifest = train(run, force=True)
     shutil.rmtree(work / "model", ignore_errors=True)
-    return {"dev_f1": manifest["metrics"]["dev"]["f1"], "prompt_tokens": manifest["prompt"]["tokens"],
-            "fingerprint": manifest["prompt"]["fingerprint"], "seconds": time.perf_counter() - t0}
+    return {"dev_f1": manifest.metrics["dev"]["f1"], "prompt_tokens": manifest.prompt.tokens,
+            "fingerprint": manifest.prompt.fingerprint, "seconds": time.perf_counter() - t0}
 
 
 def compare(config: TrainConfig, prompts: list[str], sizes: list[int], seeds: int, steps: int, dev_limit: int,

@@ -1,6 +1,6 @@
 """Fine-tune a prompt-conditioned BERT token classifier and write a self-describing model folder.
 
-    promptbert train --config configs/conll2003.yaml --data ../shared/data/conll2003
+    promptbert train --config configs/conll2003.yaml --data path/to/conll2003
 
 Multi-GPU: the same command under ``torchrun --nproc_per_node N -m promptbert.cli train ...``
 or ``accelerate launch -m promptbert.cli train ...`` uses the Trainer's DDP.
@@ -28,7 +28,7 @@ from promptbert import data as D
 from promptbert.encoding import IGNORE_INDEX, PromptEncoder, Window
 from promptbert.errors import ConfigError
 from promptbert.labels import LabelMap
-from promptbert.manifest import atomic_dir, file_sha256, now, versions, write_json
+from promptbert.manifest import EncodingInfo, ModelManifest, PromptInfo, atomic_dir, file_sha256, now, versions, write_json
 from promptbert.prompt import ResolvedPrompt, resolve
 
 from .config import EMBEDDED, TrainConfig
@@ -214,7 +214,7 @@ class TimeBudget(TrainerCallback):
         return control
 
 
-def train(config: TrainConfig, config_path: str | None = None, force: bool = False) -> dict[str, Any]:
+def train(config: TrainConfig, config_path: str | None = None, force: bool = False) -> ModelManifest:
     """Run one training; returns the manifest. The model folder appears only when everything succeeded."""
     import torch
     import transformers
@@ -315,30 +315,31 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
         cfg.dump_yaml(config, out / C.TRAIN_CONFIG)
 
         # Final scores through the same word-level pipeline that serving uses.
+        from promptbert.tagger import Tagger
+
         from .evaluate import evaluate_sentences, torch_pipeline
 
         trained.eval()
-        pipe = torch_pipeline(trained, encoder, labels)
-        metrics: dict[str, Any] = {"dev": evaluate_sentences(pipe, dev_sents)}
+        tagger = Tagger(torch_pipeline(trained, encoder, labels), variant="pytorch")
+        metrics: dict[str, Any] = {"dev": evaluate_sentences(tagger, dev_sents)}
         if test_sents:
-            metrics["test"] = evaluate_sentences(pipe, test_sents)
+            metrics["test"] = evaluate_sentences(tagger, test_sents)
         write_json(out / C.METRICS, metrics)
         shutil.rmtree(work, ignore_errors=True)
         data_files = {str(p): file_sha256(p) for p in (train_file, dev_file, test_file) if p is not None}
-        manifest = {
-            "kind": C.MODEL_FOLDER_KIND,
-            "created": now(),
-            "versions": versions(),
-            "base_model": config.base_model,
-            "base_model_path": base_path,
-            "data_files": data_files,
-            "prompt": {"kind": prompt.kind, "source": prompt.source, "fingerprint": prompt.fingerprint, "tokens": encoder.prompt_tokens},
-            "labels": list(labels.labels),
-            "encoding": {"max_length": config.max_length, "stride": config.stride, "word_splitter": C.WORD_SPLITTER, "text_segment": encoder.text_type,
-                         "prompt_attention": config.prompt_attention, "head_tokens": len(encoder.head_ids)},
-            "config": cfg.to_dict(config),
-            "config_path": config_path,
-            "training": {
+        manifest = ModelManifest(
+            created=now(),
+            versions=versions(),
+            base_model=config.base_model,
+            base_model_path=base_path,
+            data_files=data_files,
+            prompt=PromptInfo(prompt.kind, prompt.source, prompt.fingerprint, encoder.prompt_tokens),
+            labels=list(labels.labels),
+            encoding=EncodingInfo(config.max_length, config.stride, C.WORD_SPLITTER, encoder.text_type,
+                                  config.prompt_attention, len(encoder.head_ids)),
+            config=cfg.to_dict(config),
+            config_path=config_path,
+            training={
                 "device": device,
                 "precision": precision,
                 "torch_threads": torch.get_num_threads(),
@@ -352,7 +353,7 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
                 "best_dev_f1_during_training": trainer.state.best_metric,
                 "stopped_by_time_budget": bool(budget and budget.hit),
             },
-            "metrics": {split: {"f1": m["micro avg"]["f1-score"], "token_accuracy": m["token_accuracy"]} for split, m in metrics.items()},
-        }
-        write_json(out / C.MANIFEST, manifest)
+            metrics={split: {"f1": m["micro avg"]["f1-score"], "token_accuracy": m["token_accuracy"]} for split, m in metrics.items()},
+        )
+        manifest.write(out)
     return manifest

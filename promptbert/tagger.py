@@ -1,0 +1,121 @@
+"""The public API: ``Tagger.from_pretrained(path)(texts)``.
+
+One object for every caller -- the service, ``promptbert predict`` and ``evaluate``, the export's
+gates -- so that they all pre- and post-process alike. An artifact folder runs on ONNX Runtime
+(no torch); a model folder from ``promptbert train`` runs on PyTorch (needs the ``train`` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from . import constants as C
+from .errors import ArtifactError
+from .labels import LabelMap
+from .manifest import ArtifactConfig, ModelManifest, read_json, version_warnings
+from .pipeline import TaggingPipeline
+
+log = logging.getLogger("promptbert")
+
+Entity = dict[str, Any]  # {"entity_group", "score", "word", "start", "end"}: the Hugging Face pipeline shape
+
+
+class Tagger:
+    """Tags raw texts (or word lists, for evaluation) with one loaded model.
+
+    ``config`` is the manifest the model was loaded from: an ``ArtifactConfig`` for an artifact, a
+    ``ModelManifest`` for a model folder, None for a graph the export is still gating.
+    """
+
+    def __init__(self, pipeline: TaggingPipeline, config: ArtifactConfig | ModelManifest | None = None,
+                 variant: str = "", providers: Sequence[str] = (), path: Path | None = None) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.variant = variant
+        self.providers = list(providers)
+        self.path = path  # the file or folder the weights came from
+        self.default_aggregation = config.best_aggregation if config is not None else "first"
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, variant: str = "auto", device: str = "auto", *,
+                        threads: int | None = None, spinning: bool = True, **pipeline_options: Any) -> Tagger:
+        """Load an artifact folder (``promptbert export``) or a model folder (``promptbert train``).
+
+        ``variant``: auto (fp16/fp32 on CUDA, int8 on CPU), fp32, optimized, int8 or fp16; ``device``: auto,
+        cpu or cuda. ``pipeline_options`` go to ``TaggingPipeline`` (batching, ``split_sentences``).
+        """
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ArtifactError(f"{folder}: artifact or model folder not found")
+        kind = read_json(folder / C.MANIFEST).get("kind") if (folder / C.MANIFEST).is_file() else None
+        if kind == C.MODEL_FOLDER_KIND:
+            return cls._from_model_folder(folder, **pipeline_options)
+        from .runtime import Artifact
+
+        artifact = Artifact(folder)
+        pipe, loaded = artifact.pipeline(variant, device, threads, spinning, **pipeline_options)
+        for line in version_warnings(artifact.config.versions):
+            log.warning("%s: %s", folder, line)
+        return cls(pipe, artifact.config, loaded.variant, loaded.providers, loaded.path)
+
+    @classmethod
+    def _from_model_folder(cls, folder: Path, **pipeline_options: Any) -> Tagger:
+        try:
+            from .training.evaluate import load_model_folder, torch_pipeline
+        except ImportError as exc:
+            raise ArtifactError(f"{folder}: a model folder runs on PyTorch, which is not installed ({exc.name}); "
+                                f"install promptbert[train] or export the folder to an artifact") from None
+        model, encoder, labels, manifest = load_model_folder(folder)
+        pipe = torch_pipeline(model, encoder, labels, **pipeline_options)
+        device = str(next(model.parameters()).device)
+        return cls(pipe, manifest, "pytorch", [f"torch:{device}"], folder)
+
+    @property
+    def labels(self) -> LabelMap:
+        return self.pipeline.labels
+
+    @property
+    def entity_types(self) -> tuple[str, ...]:
+        return self.pipeline.labels.entity_types
+
+    @overload
+    def predict(self, texts: str, aggregation_strategy: str | None = ..., min_score: float = ...,
+                entity_types: Sequence[str] | None = ...) -> list[Entity]: ...
+
+    @overload
+    def predict(self, texts: Sequence[str], aggregation_strategy: str | None = ..., min_score: float = ...,
+                entity_types: Sequence[str] | None = ...) -> list[list[Entity]]: ...
+
+    def predict(self, texts: str | Sequence[str], aggregation_strategy: str | None = None, min_score: float = 0.0,
+                entity_types: Sequence[str] | None = None) -> list[Entity] | list[list[Entity]]:
+        """Entities of one text (a list) or of several (a list per text), offsets into the text as given.
+
+        ``aggregation_strategy``: simple, first, average or max (default: the artifact's best on dev);
+        ``min_score`` drops entities scored lower; ``entity_types`` keeps only those types.
+        """
+        one = isinstance(texts, str)
+        batch = [texts] if one else list(texts)  # type: ignore[list-item]
+        out = self.pipeline.entities(batch, aggregation_strategy or self.default_aggregation, min_score, entity_types)
+        return out[0] if one else out
+
+    __call__ = predict
+
+    def word_tags(self, sentences: Sequence[Sequence[str]], aggregation_strategy: str | None = None
+                  ) -> list[list[tuple[str, float]]]:
+        """IOB2 tag and score per word of already split sentences (what evaluation compares to gold tags)."""
+        return self.pipeline.word_tags(sentences, aggregation_strategy or self.default_aggregation)
+
+    def piece_probs(self, sentences: Sequence[Sequence[str]]) -> list[list[np.ndarray]]:
+        """Probability rows of each word's pieces: score several aggregations with one model pass."""
+        return self.pipeline.piece_probs(sentences)
+
+    def tags_from_probs(self, probs: list[list[np.ndarray]], aggregation_strategy: str) -> list[list[tuple[str, float]]]:
+        return self.pipeline.tags_from_probs(probs, aggregation_strategy)
+
+    def __repr__(self) -> str:
+        return f"Tagger({self.path}, variant={self.variant!r}, providers={self.providers}, types={list(self.entity_types)})"
