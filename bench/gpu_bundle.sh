@@ -15,7 +15,7 @@
 #   PYTHONPATH=/tmp/b/site:$PWD BENTOML_DO_NOT_TRACK=True bash bench/gpu_check.sh /tmp/b/art /tmp/b/conll "$OUT"
 #
 # The symlink puts the machine's NVIDIA wheels beside onnxruntime, where onnxruntime.preload_dlls()
-# looks for them, as in the bento image. Run at stop 18 (README, Measured results, GPU).
+# looks for them, as in the bento image. Results: docs/benchmarks.md, "GPU".
 set -eu
 OUT=${1:?output folder}
 ART=${2:?artifact folder}

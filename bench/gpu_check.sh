@@ -5,7 +5,7 @@
 #
 # Needs the serving dependencies (onnxruntime-gpu with CUDA 13 + cuDNN 9 loadable, bentoml),
 # and for the last step the training/export ones and a CUDA torch. Each step has its own time
-# limit and a failing step does not stop the next: a lent GPU's minutes are few, so one run
+# limit and a failing step does not stop the next: GPU time is often short, so one run
 # should bring back everything it can.
 #   1. the environment: GPU, driver, ONNX Runtime's providers;
 #   2. CoNLL test F1 of the artifact's auto choice (fp16 on the CUDA provider) in process;
@@ -13,7 +13,7 @@
 #   4. the test suite on the GPU machine (training takes CUDA + bf16, export, service on CUDA);
 #   5. the cost of one ORT call on the GPU (bench/batching.py: PROMPTBERT_CALL_COST/ROW_COST);
 #   6. the service with 8 workers on the same GPU (4, the default, measured against 1 only).
-# The most wanted come first; about 9 minutes in all at most. Run at stop 18: README, Measured results, GPU.
+# The most wanted come first; about 9 minutes in all at most. Results: docs/benchmarks.md, "GPU".
 set -u
 ART=${1:?artifact folder}
 DATA=${2:?CoNLL folder}
@@ -34,7 +34,7 @@ EOF
 
 step "2. CoNLL test F1, artifact's auto choice, in process"
 timeout 90 "$PY" -m promptbert.cli evaluate "$ART" --data "$DATA" --split test --limit ${LIMIT:-0} --output "$OUT/eval_test.json"
-# as served: whole documents through the word and sentence splitters (stop 19), calls filled up to the token budget
+# as served: whole documents through the word and sentence splitters, calls filled up to the token budget
 timeout 60 "$PY" -m promptbert.cli evaluate "$ART" --data "$DATA" --split test --as-text documents --output "$OUT/eval_test_documents.json" \
     | grep -E "micro|as text"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every measurement in docs/measurements.md (README "Measured results" keeps the latest), in order, on an otherwise idle machine.
-#   bash bench/measure_all.sh runs/conll2003 artifacts/conll2003 ../shared/data/conll2003
+# The main measurements of docs/benchmarks.md, in order, on an otherwise idle machine.
+#   bash bench/measure_all.sh runs/conll2003 artifacts/conll2003 path/to/conll2003
 set -euo pipefail
 MODEL=${1:-runs/conll2003}; ART=${2:-artifacts/conll2003}; DATA=${3:-../shared/data/conll2003}
 PY=${PY:-.venv/bin/python}; OUT=bench/results
