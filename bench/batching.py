@@ -1,6 +1,6 @@
 """How a batch is cut into model calls: fit the call cost, then measure the policies in process.
 
-    python bench/batching.py --artifact artifacts/conll2003_iso --data ../shared/data/conll2003 --split test \
+    python bench/batching.py --artifact artifacts/conll2003_iso --data path/to/conll2003 --split test \
         --out bench/results/batching.json
 
 1. Times one ONNX Runtime call over a grid of (rows, tokens per row) and fits

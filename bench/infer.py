@@ -1,7 +1,7 @@
 """Inference benchmark: PyTorch fp32 vs ONNX fp32 / optimized / int8 on the same sentences, in one process.
 
     python bench/infer.py --model runs/conll2003 --artifact artifacts/conll2003 \
-        --data ../shared/data/conll2003 --split test --out bench/results/infer.json
+        --data path/to/conll2003 --split test --out bench/results/infer.json
 
 Without --data it uses the project's demo corpus. Three batch regimes per backend:
 b1 (one sentence per call), b32 in input order (pads to the longest of each

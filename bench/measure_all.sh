@@ -2,7 +2,7 @@
 # The main measurements of docs/benchmarks.md, in order, on an otherwise idle machine.
 #   bash bench/measure_all.sh runs/conll2003 artifacts/conll2003 path/to/conll2003
 set -euo pipefail
-MODEL=${1:-runs/conll2003}; ART=${2:-artifacts/conll2003}; DATA=${3:-../shared/data/conll2003}
+MODEL=${1:-runs/conll2003}; ART=${2:-artifacts/conll2003}; DATA=${3:?a CoNLL folder}
 PY=${PY:-.venv/bin/python}; OUT=bench/results
 mkdir -p "$OUT"
 stage() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
@@ -25,7 +25,7 @@ for b in batched nobatch; do
   envarg=(); [ "$b" = nobatch ] && envarg=(--serve-env PROMPTBERT_MAX_BATCH_SIZE=1)
   for u in 1 8 32; do
     stage "locust $b users=$u"
-    $PY -m loadtests.run --artifact "$ART" --profile cpu --users $u --spawn-rate $u --duration 40s \
+    $PY -m promptbert.loadtests.run --artifact "$ART" --profile cpu --users $u --spawn-rate $u --duration 40s \
         --corpus "$DATA/test.txt" --out loadtests/results/$b-u$u "${envarg[@]}" || true
   done
 done

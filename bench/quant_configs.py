@@ -1,6 +1,6 @@
 """Which dynamic-int8 configuration keeps NER accuracy? Dev F1 and speed of several, vs fp32.
 
-    python bench/quant_configs.py --artifact artifacts/conll2003 --data ../shared/data/conll2003 \
+    python bench/quant_configs.py --artifact artifacts/conll2003 --data path/to/conll2003 \
         --out bench/results/quant_configs.json
 
 Quantizes the artifact's raw fp32 export (model.onnx) with Optimum's ORTQuantizer under each

@@ -1,6 +1,6 @@
 r"""Service overhead: in-process ONNX Runtime vs the HTTP service at 1, 8, 32 concurrent clients.
 
-    python bench/service.py --artifact artifacts/conll2003_iso --data ../shared/data/conll2003 --split test \
+    python bench/service.py --artifact artifacts/conll2003_iso --data path/to/conll2003 --split test \
         --limit 0 --out bench/results/service.json
 
 Each client sends one sentence per /tag request (``--per-request N``: N sentences), back to back
@@ -32,7 +32,7 @@ every round. This machine's speed drifts by 10-30% within an hour, so only such 
 compare two versions; it prints one value per round for each arm:
 
     git worktree add /tmp/base HEAD~1
-    python bench/service.py --artifact artifacts/conll2003_iso --data ../shared/data/conll2003 --limit 0 \
+    python bench/service.py --artifact artifacts/conll2003_iso --data path/to/conll2003 --limit 0 \
         --clients 8,32 --per-request 1,8 --passes 2 --b-checkout /tmp/base --out bench/results/ab.json
 """
 

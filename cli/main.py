@@ -232,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--force", action="store_true", help="replace an existing artifact folder")
     x.set_defaults(func=cmd_export)
 
-    r = sub.add_parser("predict", help="entities for texts, from an artifact with ONNX Runtime")
-    r.add_argument("artifact", help="artifact folder written by promptbert export")
+    r = sub.add_parser("predict", help="entities for texts, from an artifact (ONNX Runtime) or a model folder (PyTorch)")
+    r.add_argument("artifact", help="artifact folder (promptbert export) or model folder (promptbert train)")
     r.add_argument("texts", nargs="*", help="texts to tag")
     r.add_argument("--file", help="one text per line")
     r.add_argument("--variant", default="auto", help="auto, fp32, optimized, int8, fp16")

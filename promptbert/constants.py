@@ -30,7 +30,7 @@ ARTIFACT_KIND = "promptbert-artifact"
 # The raw-text word splitter (data.split_words): recorded in a model's manifest at training and
 # reported by the service's /metadata for the one it runs. A mismatch is not refused: models trained
 # on CoNLL files never ran the splitter (their words come split), and its job is to split raw text as
-# those files were. v2 (stop 19): CoNLL-style initials, abbreviations, clitics and combining marks.
+# those files were. v2: CoNLL-style initials, abbreviations, clitics and combining marks.
 WORD_SPLITTER = "regex-v2"
 
 # How the prompt head attends (recorded in the manifest's "encoding"):

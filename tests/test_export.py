@@ -217,6 +217,9 @@ def test_bad_inputs_one_line_exit_2(tiny_artifact, tiny_model, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_artifact, broken)
     (broken / "model_quantized.onnx").write_bytes(b"not an onnx file")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.json").write_text('{"kind": "something-else"}')
     cases = [
         (["export", str(tmp_path / "nope"), "--output", str(tmp_path / "o1")], "model folder not found"),
         (["export", str(tiny_artifact), "--output", str(tmp_path / "o2")], "not a model folder made by `promptbert train`"),
@@ -224,13 +227,16 @@ def test_bad_inputs_one_line_exit_2(tiny_artifact, tiny_model, tmp_path):
         (["export", str(tiny_model), "--output", str(tiny_artifact)], "already exists"),
         (["predict", str(broken), "hi", "--variant", "int8"], "does not match the manifest's sha256"),
         (["predict", str(tiny_artifact), "hi", "--variant", "int3"], "variant: unknown 'int3'"),
-        (["predict", str(tiny_model), "hi"], "not a promptbert artifact"),
+        (["predict", str(other), "hi"], "not a promptbert artifact"),
     ]
     for args, needle in cases:
         r = cli(*args)
         assert r.returncode == 2, (args, r.stderr[-500:])
         assert needle in r.stderr.strip().splitlines()[-1] and "Traceback" not in r.stderr, (args, r.stderr[-500:])
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+    # A model folder predicts too, on PyTorch, through the same Tagger.
+    r = cli("predict", str(tiny_model), "John Smith visited Paris .")
+    assert r.returncode == 0 and r.stdout.startswith("# pytorch on torch:cpu"), r.stderr[-500:]
 
 
 def test_export_warns_when_the_word_splitter_disagrees_with_the_data(tiny_model, tmp_path):
