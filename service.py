@@ -22,13 +22,14 @@ from typing import Annotated, Any, Literal
 
 import bentoml
 from bentoml.validators import ContentType
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from promptbert.bentoml_workarounds import ClientErrorLog, run_in_steps, with_keepalive_budget
 from promptbert.constants import WORD_SPLITTER
 from promptbert.errors import InputError, PromptBertError
 from promptbert.manifest import versions
-from promptbert.serving import model_call_metrics, settings, tune_gc
+from promptbert.pipeline import check_text
+from promptbert.serving import mark_worker_ready, model_call_metrics, settings, tune_gc
 from promptbert.tagger import Entity as EntityDict
 from promptbert.tagger import Tagger
 
@@ -43,7 +44,8 @@ except PromptBertError as exc:
 JSON = ContentType("application/json")  # said once: BentoML would derive it from the schema on every response
 log = logging.getLogger("bentoml.service.promptbert")
 
-Text = Annotated[str, Field(max_length=CONFIG.max_chars, description="raw text; empty returns no entities")]
+Text = Annotated[str, Field(max_length=CONFIG.max_chars, description="raw text; empty returns no entities"),
+                 AfterValidator(check_text)]
 
 
 class TagInput(bentoml.IODescriptor):
@@ -51,6 +53,14 @@ class TagInput(bentoml.IODescriptor):
 
     model_config = ConfigDict(extra="forbid")
     texts: Annotated[list[Text], Field(min_length=1, max_length=CONFIG.max_items, examples=[[EXAMPLE]])]
+
+    @model_validator(mode="after")
+    def fits_one_request(self) -> TagInput:
+        """PROMPTBERT_MAX_CHARS bounds a whole request too: 64 texts of the limit would run for minutes."""
+        total = sum(len(t) for t in self.texts)
+        if total > CONFIG.max_chars:
+            raise ValueError(f"texts: {total} characters in all, more than the {CONFIG.max_chars} one request may carry")
+        return self
 
 
 class TagTextInput(bentoml.IODescriptor):
@@ -100,6 +110,7 @@ class PromptBertNER:
         self._lock = threading.Lock()
         self.gc_state = tune_gc(CONFIG.gc_threshold if WORKER_INDEX else 0)  # not in to_asgi() callers
         self.ready = True
+        mark_worker_ready()
         log.info("promptbert: %s on %s, loaded and warmed up in %.1fs; tracing %s", self.tagger.variant,
                  self.tagger.providers, time.perf_counter() - t0, "on" if CONFIG.tracing_enabled else "off")
 

@@ -3,7 +3,7 @@ r"""How long one long text takes, in process, as one service worker runs it (one
     python bench/long_text.py --artifact artifacts/conll2003 --data path/to/conll2003 \
         --chars 10000,50000,100000 --out bench/results/long_text.json
 
-The texts are CoNLL test documents, their sentences one a line, concatenated until each length is
+The texts are CoNLL test sentences, one a line, concatenated (and repeated) until each length is
 reached. Each length is tagged ``--repeats`` times; the table gives the median and the slowest.
 This is what sizes ``PROMPTBERT_MAX_CHARS`` against ``PROMPTBERT_TIMEOUT_S``.
 """
@@ -21,11 +21,12 @@ from promptbert.manifest import now, versions, write_json
 from promptbert.tagger import Tagger
 
 
-def document_text(data: str, chars: int) -> str:
-    """CoNLL test documents, one sentence a line, until ``chars`` characters (cut at a line end)."""
+def document_text(sentences: list, chars: int) -> str:
+    """CoNLL test sentences one a line, repeated until ``chars`` characters."""
+    if not sentences:
+        raise PromptBertError("the test split has no sentences")
     lines: list[str] = []
     size = 0
-    sentences = load_split(data, "test")
     while size < chars:
         for s in sentences:
             line = " ".join(s.words)
@@ -49,13 +50,14 @@ def main() -> int:
     try:
         lengths = [int(x) for x in a.chars.split(",") if x.strip()]
     except ValueError:
-        print(f"--chars: expected comma-separated integers, got {a.chars!r}", file=sys.stderr)
+        print(f"promptbert: --chars: expected comma-separated integers, got {a.chars!r}", file=sys.stderr)
         return 2
     try:
-        tagger = Tagger.from_pretrained(a.artifact, a.variant, threads=a.threads, max_batch_items=None)
+        tagger = Tagger.from_pretrained(a.artifact, a.variant, threads=a.threads, spinning=False, max_batch_items=None)
+        sentences = load_split(a.data, "test")
         rows = []
         for n in lengths:
-            text = document_text(a.data, n)
+            text = document_text(sentences, n)
             tagger.predict(text)  # warm-up: word pieces cached, sessions sized
             times = []
             for _ in range(a.repeats):

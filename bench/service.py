@@ -242,7 +242,7 @@ def _in_process_worker(artifact: str, variant: str, threads: int, texts: list[st
                        conn: Any) -> None:
     """One in-process tagger: its share of the stream, timed from a start shared with its siblings,
     with the time its ONNX Runtime calls took (the service's /metrics counts the same)."""
-    from promptbert.runtime import Artifact
+    from promptbert.tagger import Tagger
 
     calls = {"seconds": 0.0, "calls": 0, "rows": 0}
 
@@ -251,16 +251,18 @@ def _in_process_worker(artifact: str, variant: str, threads: int, texts: list[st
         calls["calls"] += 1
         calls["rows"] += len(arrays["attention_mask"])
 
-    pipe, _ = Artifact(artifact).pipeline(variant, "auto", threads or None, max_batch_items=32 if chunk == 0 else None)
-    pipe.entities(texts[:8])
+    # As a service worker runs it: ORT threads not spinning, the artifact's default aggregation.
+    tagger = Tagger.from_pretrained(artifact, variant, threads=threads or None, spinning=False,
+                                    max_batch_items=32 if chunk == 0 else None)
+    tagger.predict(texts[:8])
     barrier.wait()
-    pipe.on_call = on_call
+    tagger.pipeline.on_call = on_call
     t0 = time.perf_counter()
     if chunk == 0:
-        pipe.entities(texts)  # the whole share at once: sorted by length, batches of 32
+        tagger.predict(texts)  # the whole share at once: sorted by length, batches of 32
     else:
         for i in range(0, len(texts), chunk):
-            pipe.entities(texts[i : i + chunk])
+            tagger.predict(texts[i : i + chunk])
     conn.send({"wall": time.perf_counter() - t0, **calls})
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from promptbert.errors import PromptBertError
 
+
 def _overrides(items: list[str] | None) -> dict[str, Any]:
     from promptbert.config import parse_override
 
@@ -107,8 +108,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     texts = list(a.texts)
     if a.file:
-        with open(a.file, encoding="utf-8") as f:
-            texts.extend(line.rstrip("\n") for line in f if line.strip())
+        try:
+            with open(a.file, encoding="utf-8") as f:
+                texts.extend(line.rstrip("\n") for line in f if line.strip())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--file {a.file}: cannot read it as UTF-8 text ({exc.__class__.__name__}: "
+                             f"{getattr(exc, 'strerror', None) or exc})") from None
     if not texts:
         raise InputError("give at least one text (arguments or --file)")
     types = [t.strip() for t in a.types.split(",")] if a.types else None

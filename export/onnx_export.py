@@ -28,7 +28,7 @@ from promptbert import data as D
 from promptbert.encoding import PromptEncoder, batch_arrays
 from promptbert.errors import ArtifactError
 from promptbert.labels import LabelMap
-from promptbert.manifest import ArtifactConfig, ModelManifest, atomic_dir, folder_fingerprint, folder_hashes, now, read_json, versions, write_json
+from promptbert.manifest import ArtifactConfig, ModelManifest, atomic_dir, folder_fingerprint, folder_hashes, now, versions, write_json
 from promptbert.prompt import fingerprint
 from promptbert.runtime import CPU, cuda_available, make_session, onnx_pipeline
 from promptbert.tagger import Tagger
@@ -222,8 +222,7 @@ def count_ops(path: Path) -> dict[str, int]:
 def _f1(tagger: Tagger, sentences: list[D.Sentence]) -> float:
     from seqeval.metrics import f1_score
 
-    pred = [[t for t, _ in row] for row in tagger.word_tags([s.words for s in sentences], "first")]
-    return float(f1_score([list(s.tags) for s in sentences], pred))
+    return float(f1_score([list(s.tags) for s in sentences], _tags(tagger, sentences)))
 
 
 def _logits(fn: Any, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -478,7 +477,8 @@ def load_context(model_dir: str | Path, config: ExportConfig, work: Path) -> Con
                    detect_isa() if config.isa == "auto" else config.isa)
 
 
-def assemble_manifest(ctx: Context, out: Path, ref: Fp32Report, variants: list[VariantReport], seconds: float) -> ArtifactConfig:
+def assemble_manifest(ctx: Context, out: Path, ref: Fp32Report, variants: list[VariantReport], parity: dict[str, Any],
+                      seconds: float) -> ArtifactConfig:
     """The artifact's manifest, once every variant is in ``out``: sources, variants with their hashes, gates."""
     hashes = folder_hashes(out)
     info = {v.name: {**v.info, "file": C.VARIANT_FILES[v.name], **hashes[C.VARIANT_FILES[v.name]]} for v in variants}
@@ -498,7 +498,7 @@ def assemble_manifest(ctx: Context, out: Path, ref: Fp32Report, variants: list[V
         aggregation_dev_f1=ref.by_strategy,
         best_aggregation=ref.best_aggregation,
         text_path=ref.text_path,
-        parity={v.parity_key: v.parity for v in variants},
+        parity=parity,
         files=hashes,
         seconds=round(seconds, 1),
     )
@@ -529,19 +529,8 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
                 shutil.copyfile(v.file.parent / C.QUANTIZATION_CONFIG, out / C.QUANTIZATION_CONFIG)
         shutil.rmtree(ctx.work)
         cfg.dump_yaml(config, out / C.EXPORT_CONFIG)
-        write_json(out / C.PARITY, {v.parity_key: v.parity for v in built})
-        manifest = assemble_manifest(ctx, out, ref, built, time.perf_counter() - t_all)
+        parity = {v.parity_key: v.parity for v in built}
+        write_json(out / C.PARITY, parity)
+        manifest = assemble_manifest(ctx, out, ref, built, parity, time.perf_counter() - t_all)
         manifest.write(out)
     return manifest
-
-
-def verify(folder: str | Path) -> None:
-    """Recompute file hashes against the manifest (a corrupt or edited artifact is refused)."""
-    folder = Path(folder)
-    manifest = read_json(folder / C.MANIFEST)
-    for name, info in manifest.get("files", {}).items():
-        path = folder / name
-        if not path.is_file():
-            raise ArtifactError(f"{folder}: missing {name}")
-        if D.file_sha256(path) != info["sha256"]:
-            raise ArtifactError(f"{folder}: {name} does not match its manifest hash (corrupt or modified)")

@@ -22,7 +22,7 @@ from pathlib import Path
 from locust import HttpUser, constant, events, task
 
 ROOT = Path(__file__).resolve().parents[1]
-MAX_CHARS = int(os.environ.get("PROMPTBERT_MAX_CHARS", "10000"))
+LIMITS = {"max_chars": 100_000}  # the service's default; read from its /metadata when the test starts
 
 
 def load_texts(path: str | None) -> list[str]:
@@ -45,6 +45,17 @@ def load_texts(path: str | None) -> list[str]:
 
 TEXTS = load_texts(os.environ.get("PROMPTBERT_LOADTEST_CORPUS"))
 SENT = {"texts": 0}
+
+
+@events.test_start.add_listener
+def _read_limits(environment, **kw) -> None:  # noqa: ANN001
+    """The invalid-request task must exceed the limit the service really has, whatever its settings."""
+    import requests
+
+    try:
+        LIMITS["max_chars"] = int(requests.post(f"{environment.host}/metadata", json={}, timeout=10).json()["limits"]["max_chars"])
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        pass  # keep the default; a wrong limit shows up as failed invalid requests
 
 
 def _check(resp, expect_ok: bool, n_texts: int) -> None:  # noqa: ANN001
@@ -77,13 +88,13 @@ class NERUser(HttpUser):
 
     @task(8)
     def long_document(self) -> None:
-        doc = " ".join(random.sample(TEXTS, k=min(len(TEXTS), 40)))[: MAX_CHARS - 1]
+        doc = " ".join(random.sample(TEXTS, k=min(len(TEXTS), 40)))[: LIMITS["max_chars"] - 1]
         with self.client.post("/tag_text", json={"text": doc}, name="/tag_text [long doc]", catch_response=True) as r:
             _check(r, True, 1)
 
     @task(2)
     def invalid(self) -> None:
-        body = random.choice([{"texts": []}, {"texts": "not a list"}, {"texts": ["x" * (MAX_CHARS + 1)]}, {"text": 5}])
+        body = random.choice([{"texts": []}, {"texts": "not a list"}, {"texts": ["x" * (LIMITS["max_chars"] + 1)]}, {"text": 5}])
         with self.client.post("/tag", json=body, name="/tag [invalid -> 4xx]", catch_response=True) as r:
             _check(r, False, 0)
 

@@ -263,7 +263,6 @@ class KeepAliveBudget:
             self.in_flight -= 1
 
 
-
 def with_keepalive_budget(every: int, workers: int, worker_index: int | None) -> Callable[[T], T]:
     """A class decorator over ``@bentoml.service``: adds KeepAliveBudget to the service when it runs
     several workers (one worker has nothing to balance), with this worker's slot in the serve's

@@ -126,16 +126,6 @@ def check_labels(sentences: list[Sentence], entity_types: tuple[str, ...] | list
                 )
 
 
-def entity_types_of(sentences: list[Sentence]) -> list[str]:
-    """Entity types present, in order of first appearance."""
-    seen: dict[str, None] = {}
-    for s in sentences:
-        for t in s.tags:
-            if t != "O":
-                seen.setdefault(t[2:], None)
-    return list(seen)
-
-
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -219,7 +209,7 @@ def sentence_bounds(text: str, words: Sequence[tuple[str, int, int]]) -> list[tu
     dateline, a table row). A longer line's break is taken for wrapping: hard-wrapped text would
     otherwise cut a name apart where a line ends between its words. An abbreviation's period is
     not standalone (split_words keeps it), so "Mr. Smith" stays whole. Why: the model was trained on one sentence at a time, and
-    tagging several as one sequence cost F1 (CoNLL documents as text: README, Serving)."""
+    tagging several as one sequence cost F1 (CoNLL documents as text: docs/design.md)."""
     bounds: list[tuple[int, int]] = []
     start, i, n = 0, 0, len(words)
     while i < n:

@@ -79,11 +79,24 @@ class ServedArtifact:
             if self.proc.poll() is not None:
                 raise PromptBertError(f"bentoml serve exited with code {self.proc.returncode} before it was ready"
                                       + (f" (log: {self.log_path})" if self.log_path else ""))
-            if http_status(f"{self.url}/readyz") == 200:
+            if http_status(f"{self.url}/readyz") == 200 and self._all_workers_ready():
                 return self.url
             time.sleep(0.5)
         self.stop()
         raise PromptBertError(f"bentoml serve was not ready after {self.ready_timeout:.0f}s")
+
+    def _all_workers_ready(self) -> bool:
+        """/readyz answers from the first ready worker; the others may still be loading. A service that
+        counts its ready workers (``promptbert_workers_ready``) is waited for until all are; one that
+        does not (an older checkout) is taken as ready."""
+        try:
+            ready = metric_sums(self.url).get("promptbert_workers_ready")
+            if ready is None:
+                return True
+            workers = post_json(f"{self.url}/metadata", {}, timeout=10)["workers"]  # type: ignore[index]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return ready >= workers
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

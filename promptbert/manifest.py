@@ -146,6 +146,7 @@ class _Manifest:
     """Reading and writing shared by both manifests."""
 
     KIND = ""
+    NOT_THIS_KIND = "not a {kind} manifest"  # the message when a folder holds another kind (or none)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
@@ -154,28 +155,43 @@ class _Manifest:
         write_json(Path(folder) / C.MANIFEST, self.to_dict())
 
     @classmethod
-    def from_dict(cls: type[M], data: dict[str, Any], where: str = "manifest") -> M:
+    def from_dict(cls: type[M], data: Any, where: str = "manifest") -> M:
         if not isinstance(data, dict) or data.get("kind") != cls.KIND:
-            raise ArtifactError(f"{where}: not a {cls.KIND} manifest (kind {data.get('kind') if isinstance(data, dict) else None!r})")
-        hints = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        values: dict[str, Any] = {}
+            raise ArtifactError(f"{where}: {cls.NOT_THIS_KIND.format(kind=cls.KIND)}")
         try:
-            for name, value in data.items():
-                if name not in hints:
-                    continue  # written by a newer promptbert: the version check warns
-                if name == "prompt":
-                    value = PromptInfo(**value)
-                elif name == "encoding":
-                    value = EncodingInfo(**value)
-                values[name] = value
+            values = _known(cls, data)
+            if "prompt" in values:
+                values["prompt"] = PromptInfo(**_known(PromptInfo, values["prompt"]))
+            if "encoding" in values:
+                values["encoding"] = EncodingInfo(**_known(EncodingInfo, values["encoding"]))
             return cls(**values)
-        except TypeError as exc:
+        except (TypeError, AttributeError) as exc:
             raise ArtifactError(f"{where}: incomplete or malformed manifest ({exc})") from None
 
     @classmethod
     def read(cls: type[M], folder: str | Path) -> M:
+        """The manifest of ``folder``; raises ArtifactError naming the folder if it is not of this kind."""
         path = Path(folder) / C.MANIFEST
-        return cls.from_dict(read_json(path), str(path))
+        data = read_json(path) if path.is_file() else None
+        return cls.from_dict(data, str(folder))
+
+
+def _known(cls: Any, data: Any) -> dict[str, Any]:
+    """The keys of ``data`` that ``cls`` has: a manifest written by a newer promptbert may hold more (the
+    version check warns about that promptbert)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def kind_of(folder: str | Path) -> str | None:
+    """The manifest kind of a folder (a model folder, an artifact), None without a readable one."""
+    path = Path(folder) / C.MANIFEST
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    return data.get("kind") if isinstance(data, dict) else None
 
 
 def _plain(value: Any) -> Any:
@@ -189,6 +205,7 @@ class ModelManifest(_Manifest):
     """manifest.json of a model folder: what training decided and measured."""
 
     KIND = C.MODEL_FOLDER_KIND
+    NOT_THIS_KIND = f"not a model folder made by `promptbert train` (no {C.MANIFEST} of kind {{kind}})"
     kind: str = C.MODEL_FOLDER_KIND
     created: str = ""
     versions: dict[str, str] = field(default_factory=dict)
@@ -213,6 +230,7 @@ class ArtifactConfig(_Manifest):
     """manifest.json of an artifact: the model it came from, its variants and gates, file hashes."""
 
     KIND = C.ARTIFACT_KIND
+    NOT_THIS_KIND = "not a promptbert artifact (run `promptbert export` first)"
     kind: str = C.ARTIFACT_KIND
     created: str = ""
     versions: dict[str, str] = field(default_factory=dict)

@@ -23,6 +23,19 @@ LogitsFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 CallObserver = Callable[[dict[str, np.ndarray], float], None]
 
 
+def check_text(text: str, where: str = "text") -> str:
+    """A text the tokenizer can take: a str without lone surrogates (what JSON's "\\ud800" or a
+    non-UTF-8 command line decode to, and the tokenizer refuses with a TypeError)."""
+    if not isinstance(text, str):
+        raise InputError(f"{where}: expected a string, got {type(text).__name__}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(f"{where}: not valid Unicode (a lone surrogate at character {exc.start})") from None
+    return text
+
+
 class TaggingPipeline:
     """Tags word lists or raw texts with any backend that maps padded int64 arrays to logits."""
 
@@ -110,6 +123,8 @@ class TaggingPipeline:
         check_strategy(strategy)
         if not 0.0 <= min_score <= 1.0:
             raise InputError(f"min_score: must be between 0 and 1, got {min_score}")
+        for i, text in enumerate(texts):
+            check_text(text, f"texts[{i}]")
         wanted = None
         if entity_types is not None:
             unknown = sorted(set(entity_types) - set(self.labels.entity_types))

@@ -1,7 +1,7 @@
 """Serving-side model: an artifact folder run by ONNX Runtime (no torch).
 
-Used by ``promptbert predict``, ``promptbert evaluate ARTIFACT``, the export's
-parity checks and the BentoML service, so they all pre- and post-process alike.
+``Artifact`` checks and loads one variant into a TaggingPipeline; ``promptbert.tagger.Tagger`` wraps
+it for every caller (the service, ``predict``, ``evaluate``, the export's gates).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .data import file_sha256
 from .encoding import PromptEncoder, default_call_cost, load_tokenizer
 from .errors import ArtifactError
 from .labels import LabelMap
-from .manifest import ArtifactConfig, read_json
+from .manifest import ArtifactConfig
 from .pipeline import TaggingPipeline
 
 log = logging.getLogger("promptbert")
@@ -110,10 +110,7 @@ class Artifact:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise ArtifactError(f"{self.folder}: artifact folder not found")
-        data = read_json(self.folder / C.MANIFEST)
-        if data.get("kind") != C.ARTIFACT_KIND:
-            raise ArtifactError(f"{self.folder}: not a promptbert artifact (run `promptbert export` first)")
-        self.config = ArtifactConfig.from_dict(data, str(self.folder / C.MANIFEST))
+        self.config = ArtifactConfig.read(self.folder)
         self.labels = LabelMap.load(self.folder / C.LABELS)
         # The rendered prompt is read, never re-rendered: that is what was trained on.
         self.prompt_text = (self.folder / C.PROMPT_TEXT).read_text(encoding="utf-8")

@@ -15,9 +15,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from .decoding import STRATEGIES
 from .encoding import DEFAULT_CALL_COST, CallCost
@@ -41,7 +42,7 @@ class ServeConfig:
     max_batch_size: int = 128  # adaptive batching: most texts merged into one batch (1: batching off)
     max_latency_ms: int = 2000  # adaptive batching: queued past this -> 503
     max_items: int = 64  # most texts in one request
-    max_chars: int = 100_000  # most characters in one text (a long report; docs/serving.md has its time)
+    max_chars: int = 100_000  # most characters in one text, and in one request's texts together (docs/serving.md: its time)
     timeout_s: int = 60  # request timeout -> 504
     max_concurrency: int = 256  # past this many in-flight requests -> 429
     tracing: str = "off"  # on: OpenTelemetry spans per request, for a BentoML tracing exporter; off: none
@@ -180,6 +181,16 @@ def model_call_metrics() -> Callable[[dict[str, np.ndarray], float], None]:
         tokens.inc(int(mask.sum()))
 
     return observe
+
+
+@functools.cache
+def mark_worker_ready() -> None:
+    """Count this worker in ``promptbert_workers_ready`` (summed over the serve's live workers): /readyz
+    turns green with the first ready worker, and a client that must wait for all of them (a benchmark)
+    compares this with /metadata's ``workers``. Once per process, after the warm-up."""
+    from prometheus_client import Gauge
+
+    Gauge("promptbert_workers_ready", "Workers loaded and warmed up", multiprocess_mode="livesum").inc()
 
 
 def tune_gc(threshold: int) -> dict[str, Any]:

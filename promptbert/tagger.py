@@ -15,9 +15,9 @@ from typing import Any, overload
 import numpy as np
 
 from . import constants as C
-from .errors import ArtifactError
+from .errors import ArtifactError, InputError
 from .labels import LabelMap
-from .manifest import ArtifactConfig, ModelManifest, read_json, version_warnings
+from .manifest import ArtifactConfig, ModelManifest, kind_of, version_warnings
 from .pipeline import TaggingPipeline
 
 log = logging.getLogger("promptbert")
@@ -52,28 +52,38 @@ class Tagger:
         folder = Path(path)
         if not folder.is_dir():
             raise ArtifactError(f"{folder}: artifact or model folder not found")
-        kind = read_json(folder / C.MANIFEST).get("kind") if (folder / C.MANIFEST).is_file() else None
-        if kind == C.MODEL_FOLDER_KIND:
-            return cls._from_model_folder(folder, **pipeline_options)
-        from .runtime import Artifact
+        if kind_of(folder) == C.MODEL_FOLDER_KIND:
+            tagger = cls._from_model_folder(folder, variant, device, **pipeline_options)
+        else:
+            from .runtime import Artifact
 
-        artifact = Artifact(folder)
-        pipe, loaded = artifact.pipeline(variant, device, threads, spinning, **pipeline_options)
-        for line in version_warnings(artifact.config.versions):
+            artifact = Artifact(folder)
+            pipe, loaded = artifact.pipeline(variant, device, threads, spinning, **pipeline_options)
+            tagger = cls(pipe, artifact.config, loaded.variant, loaded.providers, loaded.path)
+        for line in version_warnings(tagger.config.versions):  # type: ignore[union-attr]
             log.warning("%s: %s", folder, line)
-        return cls(pipe, artifact.config, loaded.variant, loaded.providers, loaded.path)
+        return tagger
 
     @classmethod
-    def _from_model_folder(cls, folder: Path, **pipeline_options: Any) -> Tagger:
+    def _from_model_folder(cls, folder: Path, variant: str, device: str, **pipeline_options: Any) -> Tagger:
+        """PyTorch, on CUDA where asked for or (auto) available. ONNX variants belong to artifacts."""
+        if variant not in ("auto", "pytorch"):
+            raise InputError(f"variant: {variant!r} is an artifact's; a model folder runs on PyTorch "
+                             f"(export it for ONNX variants)")
         try:
+            import torch
+
             from .training.evaluate import load_model_folder, torch_pipeline
         except ImportError as exc:
             raise ArtifactError(f"{folder}: a model folder runs on PyTorch, which is not installed ({exc.name}); "
                                 f"install promptbert[train] or export the folder to an artifact") from None
+        if device == "cuda" and not torch.cuda.is_available():
+            raise InputError("device: cuda was asked for, but torch sees no CUDA device")
+        target = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
         model, encoder, labels, manifest = load_model_folder(folder)
+        model.to(target)
         pipe = torch_pipeline(model, encoder, labels, **pipeline_options)
-        device = str(next(model.parameters()).device)
-        return cls(pipe, manifest, "pytorch", [f"torch:{device}"], folder)
+        return cls(pipe, manifest, "pytorch", [f"torch:{target}"], folder)
 
     @property
     def labels(self) -> LabelMap:

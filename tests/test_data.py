@@ -85,7 +85,7 @@ def test_split_words_offsets_slice_the_text(text):
     ],
 )
 def test_split_words_keeps_combining_marks_in_their_word(text, words):
-    """A mark is part of the word it follows: before, \\w left marks out and cut such words apart."""
+    """A mark is part of the word it follows (\\w alone leaves marks out and would cut such words apart)."""
     assert [w for w, _, _ in split_words(text)] == words
 
 

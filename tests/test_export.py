@@ -253,7 +253,7 @@ def test_export_warns_when_the_word_splitter_disagrees_with_the_data(tiny_model,
                                    ("Acme Corp won.", "B-ORG I-ORG O")])
     lines: list[str] = []
     manifest = export(tiny_model, tmp_path / "art", ExportConfig(variants=("fp32",), data_dir=str(data)), report=lines.append)
-    assert manifest["text_path"]["dev_resplit"] == pytest.approx(1 / 3)
+    assert manifest.text_path["dev_resplit"] == pytest.approx(1 / 3)
     assert any(line.startswith("warning  the service's word splitter") and "33.3% of the dev sentences" in line for line in lines)
 
 
@@ -312,8 +312,8 @@ def test_int8_gate_failure_and_allow_degraded(tiny_model, tmp_path):
     assert not (tmp_path / "strict").exists()
     m = export(tiny_model, tmp_path / "degraded", ExportConfig(variants=("fp32", "int8"), max_int8_f1_drop=-1.0,
                                                                allow_degraded=True))
-    assert m["variants"]["int8"]["passed"] is False and not m["parity"]["int8_vs_fp32"]["passed"]
-    assert len(m["parity"]["int8_vs_fp32"]["candidates"]) == len(ExportConfig().quant_ladder)
+    assert m.variants["int8"]["passed"] is False and not m.parity["int8_vs_fp32"]["passed"]
+    assert len(m.parity["int8_vs_fp32"]["candidates"]) == len(ExportConfig().quant_ladder)
     assert Artifact(tmp_path / "degraded").choose("auto", "cpu")[0] == "fp32"
 
 
@@ -360,7 +360,7 @@ def test_call_cost_follows_the_provider_ort_gave(tiny_artifact, monkeypatch):
 
 def test_predict_and_evaluate_default_to_the_artifacts_best_aggregation(tiny_artifact, tiny_corpus, tmp_path, capsys):
     """The service answers with the aggregation that scored best on dev at export; `promptbert predict`
-    and `evaluate` must default to it too (they defaulted to "first": another answer than the service's)."""
+    and `evaluate` must default to it too, or they give another answer than the service's."""
     from promptbert.cli import main
     from promptbert.data import load_split
     from promptbert.training.evaluate import evaluate_sentences
@@ -445,7 +445,7 @@ def test_cli_evaluate_as_text(tiny_artifact, tiny_corpus, tmp_path, capsys):
 
 
 def test_cli_predict_texts_after_the_options(tiny_artifact, capsys):
-    """`promptbert predict ART --variant fp32 "text"` tags the text (argparse used to call it unrecognized)."""
+    """`promptbert predict ART --variant fp32 "text"` tags the text (argparse alone calls texts after the options unrecognized)."""
     from promptbert.cli import main
 
     texts = ["John Smith visited Paris .", "Mary met the Acme Corp team ."]

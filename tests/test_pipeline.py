@@ -31,7 +31,7 @@ def test_call_observer_sees_every_model_call_and_changes_no_answer(tiny_artifact
 
 def test_decomposed_accents_tag_like_composed(tiny_artifact):
     """NFD text (a base letter + combining mark) gets the NFC text's words, tags and scores, with
-    offsets into the text as sent. Before, the mark cut "Zürich" into "Zu", the mark and "rich"."""
+    offsets into the text as sent: the mark must not cut "Zürich" into "Zu", the mark and "rich"."""
     import unicodedata
 
     pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu")

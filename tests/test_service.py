@@ -358,6 +358,21 @@ def test_every_api_answers_json_by_declaration(client):
     assert r.headers["content-type"] == "application/json" and r.json()[0]
 
 
+def test_warm_up_is_not_counted_in_the_model_metrics(client, monkeypatch):
+    """/metrics counts requests only: a worker's warm-up call, made before it is ready, is not observed
+    (counted, it lands in whatever a benchmark measures while a second worker starts)."""
+    import asyncio
+
+    import service
+
+    calls: list[int] = []
+    monkeypatch.setattr(service, "model_call_metrics", lambda: lambda arrays, elapsed: calls.append(len(arrays["input_ids"])))
+    instance = service.PromptBertNER.inner()
+    assert calls == [] and instance.ready
+    asyncio.run(instance._infer(["John Smith visited Paris."]))
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("yields, queued", [(0, 0), (4, 1)])
 def test_inline_batch_lets_arrived_requests_reach_the_queue_before_answering(instance, monkeypatch, yields, queued):
     """A request read while an inline batch ran needs three loop turns to reach BentoML's batch
@@ -571,7 +586,7 @@ def test_client_errors_log_one_line_and_server_faults_keep_their_traceback():
 @pytest.mark.slow
 def test_real_serve_logs_client_mistakes_as_one_line_each(tiny_artifact, tmp_path):
     """Over real HTTP: bad requests and a client that hangs up mid-body leave one line each in the serve's
-    log, no ERROR and no traceback; the service keeps answering."""
+    log, no ERROR and no traceback; the service keeps answering. Texts over the limit together are refused too."""
     import socket
     import time
     import urllib.error
@@ -581,7 +596,7 @@ def test_real_serve_logs_client_mistakes_as_one_line_each(tiny_artifact, tmp_pat
 
     log = tmp_path / "serve.log"
     bad = [({"texts": []}, 400), ({"texts": ["x"], "oops": 1}, 400), ({"texts": "not a list"}, 400),
-           ({"texts": ["a" * 400]}, 400)]
+           ({"texts": ["a" * 400]}, 400), ({"texts": ["a" * 200, "b" * 200]}, 400), ({"texts": ["\ud800 x"]}, 400)]
     with ServedArtifact(tiny_artifact, log_path=log, env={"PROMPTBERT_WORKERS": "1", "PROMPTBERT_MAX_CHARS": "300"}) as url:
         for body, status in bad:
             req = urllib.request.Request(f"{url}/tag", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
@@ -596,10 +611,12 @@ def test_real_serve_logs_client_mistakes_as_one_line_each(tiny_artifact, tmp_pat
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port)) as s:  # promises 1000 bytes, sends 10, hangs up
             s.sendall(b"POST /tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"texts\": ")
-        time.sleep(1.0)
         assert post_json(f"{url}/tag", {"texts": ["John Smith visited Paris ."]})  # still serving
+        deadline = time.monotonic() + 30  # the worker writes its log lines as it goes: wait for the last one
+        while "the client disconnected" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.2)
     text = log.read_text(errors="replace")
     assert "Traceback" not in text and "[ERROR]" not in text and " ERROR " not in text, text[-3000:]
     warned = [line for line in text.splitlines() if "POST /tag" in line and " 400: " in line]
-    assert len(warned) == 5, text[-3000:]
+    assert len(warned) == 7, text[-3000:]
     assert sum("POST /tag: the client disconnected" in line and "[INFO]" in line for line in text.splitlines()) == 1

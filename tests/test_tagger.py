@@ -41,7 +41,7 @@ def test_config_is_the_manifest_typed_and_frozen(tiny_artifact):
 def test_model_folder_manifest_round_trips(tiny_model):
     saved = json.loads((tiny_model / C.MANIFEST).read_text())
     assert ModelManifest.read(tiny_model).to_dict() == saved
-    with pytest.raises(ArtifactError, match="not a promptbert-artifact manifest"):
+    with pytest.raises(ArtifactError, match="not a promptbert artifact"):
         ArtifactConfig.read(tiny_model)
 
 
@@ -63,3 +63,21 @@ def test_missing_or_foreign_folders_are_clear_errors(tmp_path):
     (tmp_path / C.MANIFEST).write_text('{"kind": "promptbert-artifact"}')
     with pytest.raises(ArtifactError, match="incomplete or malformed manifest"):
         Tagger.from_pretrained(tmp_path)
+
+
+def test_a_text_the_tokenizer_cannot_take_is_an_input_error(tiny_artifact):
+    from promptbert.errors import InputError
+
+    tagger = Tagger.from_pretrained(tiny_artifact, "fp32", "cpu")
+    with pytest.raises(InputError, match=r"texts\[1\]: not valid Unicode \(a lone surrogate at character 3\)"):
+        tagger.predict(["fine", "abc\ud800"])
+
+
+def test_a_model_folder_runs_on_pytorch_and_refuses_onnx_variants(tiny_model):
+    from promptbert.errors import InputError
+
+    tagger = Tagger.from_pretrained(tiny_model)
+    assert tagger.variant == "pytorch" and tagger.providers == ["torch:cpu"] and isinstance(tagger.config, ModelManifest)
+    assert tagger(TEXT) == tagger.predict([TEXT])[0]
+    with pytest.raises(InputError, match="variant: 'int8' is an artifact's"):
+        Tagger.from_pretrained(tiny_model, "int8")

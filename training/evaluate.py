@@ -16,7 +16,7 @@ from promptbert.data import Sentence, split_words
 from promptbert.encoding import PromptEncoder, load_tokenizer
 from promptbert.errors import ArtifactError
 from promptbert.labels import LabelMap
-from promptbert.manifest import ModelManifest, read_json
+from promptbert.manifest import ModelManifest
 from promptbert.pipeline import TaggingPipeline
 from promptbert.tagger import Tagger
 
@@ -149,10 +149,7 @@ def load_model_folder(folder: str | Path) -> tuple[Any, PromptEncoder, LabelMap,
     folder = Path(folder)
     if not folder.is_dir():
         raise ArtifactError(f"{folder}: model folder not found")
-    data = read_json(folder / C.MANIFEST) if (folder / C.MANIFEST).is_file() else {}
-    if data.get("kind") != C.MODEL_FOLDER_KIND:
-        raise ArtifactError(f"{folder}: not a model folder made by `promptbert train` (no {C.MANIFEST} of kind {C.MODEL_FOLDER_KIND})")
-    manifest = ModelManifest.from_dict(data, str(folder / C.MANIFEST))
+    manifest = ModelManifest.read(folder)
     for name in (C.LABELS, C.PROMPT_TEXT, "config.json"):
         if not (folder / name).is_file():
             raise ArtifactError(f"{folder}: missing {name} (not a complete promptbert model folder)")
