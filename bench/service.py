@@ -355,7 +355,7 @@ def _run_line(r: dict) -> str:
 def overhead(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int]]) -> dict:
     """The service against in-process ONNX Runtime: one serve, every case in turn."""
     rows = []
-    served = ServedArtifact(a.artifact, env=_env(a.serve_env))
+    served = ServedArtifact(a.artifact, env=_env(a.serve_env), wait_all_workers=not a.at_first_ready)
     with served as url:
         post_json(f"{url}/tag", {"texts": texts[:4]})
         meta = post_json(f"{url}/metadata", {})
@@ -413,7 +413,7 @@ def ab(a: argparse.Namespace, texts: list[str], cases: list[tuple[int, int]]) ->
         for c, per in cases:
             for name in ("A", "B") if k % 2 == 0 else ("B", "A"):
                 env, root = arms[name]
-                served = ServedArtifact(a.artifact, env=env, root=root)
+                served = ServedArtifact(a.artifact, env=env, root=root, wait_all_workers=not a.at_first_ready)
                 with served as url:
                     post_json(f"{url}/tag", {"texts": texts[:4]})
                     meta = post_json(f"{url}/metadata", {})
@@ -458,6 +458,9 @@ def main() -> None:
                    help="A/B mode: serve arm B from this checkout of the project (e.g. one made with "
                         "`git worktree add /tmp/base HEAD~1`); arm A is this one")
     p.add_argument("--rounds", type=int, default=2, help="A/B mode: interleaved rounds")
+    p.add_argument("--at-first-ready", action="store_true",
+                   help="start the clients at the first 200 from /readyz, as a load balancer would, while other "
+                        "workers may still be loading (default: once every worker is ready)")
     p.add_argument("--empty", action="store_true",
                    help="send empty texts (no model run): what HTTP and BentoML alone cost a request; no references")
     p.add_argument("--out", default="bench/results/service.json")

@@ -52,10 +52,11 @@ class ServedArtifact:
 
     def __init__(self, artifact: str | Path | None, port: int | None = None, env: dict[str, str] | None = None,
                  ready_timeout: float = 180.0, log_path: str | Path | None = None, root: str | Path | None = None,
-                 bento: str | None = None) -> None:
+                 bento: str | None = None, wait_all_workers: bool = True) -> None:
         self.artifact = Path(artifact).resolve() if artifact is not None else None
         self.root = Path(root).resolve() if root else ROOT
         self.bento = bento
+        self.wait_all_workers = wait_all_workers
         self.port = port or free_port()
         self.env = env or {}
         self.ready_timeout = ready_timeout
@@ -79,7 +80,7 @@ class ServedArtifact:
             if self.proc.poll() is not None:
                 raise PromptBertError(f"bentoml serve exited with code {self.proc.returncode} before it was ready"
                                       + (f" (log: {self.log_path})" if self.log_path else ""))
-            if http_status(f"{self.url}/readyz") == 200 and self._all_workers_ready():
+            if http_status(f"{self.url}/readyz") == 200 and (not self.wait_all_workers or self._all_workers_ready()):
                 return self.url
             time.sleep(0.5)
         self.stop()
