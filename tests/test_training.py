@@ -110,6 +110,11 @@ def test_cli_label_not_in_map_and_bad_config_key(tmp_path, tiny_base, tiny_promp
     cfg.write_text("epoch: 3\n", encoding="utf-8")
     r = run_cli("train", "--config", str(cfg))
     assert r.returncode == 2 and "epoch: unknown key in TrainConfig" in r.stderr
+    (tmp_path / "train.txt").write_text("john B-PER\n", encoding="utf-8")
+    r = run_cli("train", "--data", str(tmp_path), "--base-model", str(tiny_base), "--prompt", str(tiny_prompt),
+                "--output", str(tmp_path / "m"), "--set", "max_steps=1", "--set", "max_length=600")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith("has 512 positions; use max_length <= 512")
+    assert "Traceback" not in r.stderr and not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize("tty", [True, False])

@@ -96,6 +96,10 @@ def load_base(config: TrainConfig, labels: LabelMap) -> tuple[Any, Any, str]:
         raise ConfigError(f"base_model: {config.base_model!r} has no fast tokenizer (tokenizer.json)")
     if getattr(model.config, "type_vocab_size", 2) < 2:
         raise ConfigError(f"base_model: {config.base_model!r} has no segment embeddings (type_vocab_size < 2)")
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and config.max_length > positions:  # prompt + text window must fit the position table
+        raise ConfigError(f"max_length: {config.max_length} tokens, but {config.base_model!r} has {positions} positions; "
+                          f"use max_length <= {positions}")
     return tokenizer, model, base
 
 
