@@ -65,6 +65,9 @@ class ServedArtifact:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> str:
+        if not self.bento and not (self.root / "service.py").is_file():
+            raise PromptBertError(f"{self.root}: no service.py here; serving from promptbert's own commands needs a "
+                                  f"checkout (pip install -e .), or pass the checkout as root")
         env = {k: v for k, v in os.environ.items() if k != "PROMPTBERT_ARTIFACT"}
         env.update({"BENTOML_DO_NOT_TRACK": "true", **self.env})
         if self.artifact is not None:
