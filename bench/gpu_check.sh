@@ -23,6 +23,9 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 step() { echo; echo "=== $* ($(date +%T))"; }
 
+step "0. this checkout, installed (no deps: they come from the bundle): promptbert.cli, .training and .export exist only in an install"
+"$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tail -3
+
 step "1. environment"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 timeout 60 "$PY" - <<'EOF'
