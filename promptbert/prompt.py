@@ -53,6 +53,11 @@ class PromptSpec:
             for i, item in enumerate(getattr(self.details, part)):
                 if not item.strip():
                     raise ConfigError(f"details.{part}[{i}]: must not be empty")
+        for name, description in self.labels.items():
+            if not name.strip() or any(c.isspace() for c in name):
+                raise ConfigError(f"labels: type name {name!r} must be one word (no spaces)")
+            if not description.strip():
+                raise ConfigError(f"labels.{name}: the description must not be empty (or leave the type out of labels)")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PromptSpec:

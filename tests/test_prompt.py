@@ -40,6 +40,10 @@ def test_shipped_prompt_fingerprint_is_pinned():
         ("role: r\ntask: '  '\n", "task"),
         ("role: r\ntask: t\ndetails: {step: [a]}\n", "details.step"),
         ("role: r\ntask: t\ndetails: {tips: ['']}\n", "details.tips[0]"),
+        ("role: r\ntask: t\nlabels: {PER: person, ORG: ' '}\n", "labels.ORG: the description must not be empty"),
+        ("role: r\ntask: t\nlabels: {'two words': x}\n", "labels: type name 'two words' must be one word"),
+        ("role: r\ntask: t\nlabels:\n  PER: person\n  PER: people\n", "line 5: 'PER' is given twice"),
+        ("role: r\ntask: t\nrole: again\n", "line 3: 'role' is given twice"),
     ],
 )
 def test_bad_prompt_names_the_field(tmp_path, body, field):
