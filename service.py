@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import bentoml
 from bentoml.validators import ContentType
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from starlette.responses import JSONResponse
 
 from promptbert.bentoml_workarounds import ClientErrorLog, run_in_steps, with_keepalive_budget
 from promptbert.constants import WORD_SPLITTER
@@ -132,8 +133,9 @@ class PromptBertNER:
         """Entities for one text, with the options of the HF pipeline."""
         try:
             (ents,) = await self._infer([text], aggregation_strategy, min_score, entity_types)
-        except InputError as exc:
-            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
+        except InputError as exc:  # answered here: BentoML's own 4xx body is a one-item list, not the {"error"} object
+            log.warning("POST /tag_text 400: %s", exc)
+            return JSONResponse({"error": str(exc)}, status_code=400)  # type: ignore[return-value]
         return ents  # type: ignore[return-value]
 
     async def _infer(self, texts: list[str], *options: Any) -> list[list[EntityDict]]:
@@ -168,6 +170,7 @@ class PromptBertNER:
             "gc": self.gc_state,
             "limits": {"max_batch_size": CONFIG.max_batch_size, "max_latency_ms": CONFIG.max_latency_ms,
                        "max_items": CONFIG.max_items, "max_chars": CONFIG.max_chars, "inline_chars": CONFIG.inline_chars,
+                       "max_concurrency": CONFIG.max_concurrency, "timeout_s": CONFIG.timeout_s,
                        "gather_yields": CONFIG.gather_yields,
                        "keepalive_requests": CONFIG.keepalive_requests if WORKERS > 1 else 0},
             # what the pipeline really uses; null: each call filled up to max_batch_tokens (the GPU's default)

@@ -170,7 +170,7 @@ def cmd_prompts(a: argparse.Namespace) -> int:
     from promptbert.training import prompt_lab as lab
 
     if a.action in ("render", "lint"):
-        types = tuple(t.strip() for t in a.types.split(","))
+        types = tuple(t.strip() for t in a.types.split(",") if t.strip()) if a.types else ()
         tok = lab.tokenizer_for(a.base_model)
         problems, text, n = lab.lint(a.file, types, a.max_length, tok)
         print(text)
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("lint", "flag problems: too long, labels not mentioned, empty parts (exit 1 if any)")):
         q = psub.add_parser(name, help=helptext)
         q.add_argument("file")
-        q.add_argument("--types", default="PER,ORG,LOC,MISC")
+        q.add_argument("--types", help="comma list of entity types (default: the prompt's own labels, else PER,ORG,LOC,MISC)")
         q.add_argument("--base-model", default="embedded", help="whose tokenizer counts the tokens")
         q.add_argument("--max-length", type=int, default=192)
         q.set_defaults(func=cmd_prompts)

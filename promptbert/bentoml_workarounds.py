@@ -126,9 +126,9 @@ def client_error(exc: BaseException) -> tuple[int | None, str]:
     if isinstance(exc, ClientDisconnect):
         return 499, "client disconnected"
     if isinstance(exc, ValidationError):
-        first = exc.errors(include_url=False, include_context=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or exc.title
-        return 400, f"{exc.error_count()} validation error(s) for {exc.title}; {where}: {first.get('msg', '')}"
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ())) or exc.title}: {e.get('msg', '')}" for e in errors[:3]]
+        return 400, f"{exc.error_count()} validation error(s) for {exc.title}; {'; '.join(parts)}"
     code = getattr(getattr(exc, "error_code", None), "value", None)
     if isinstance(code, int) and 400 <= code < 500:
         return code, " ".join(str(exc).split())[:300]

@@ -81,3 +81,13 @@ def test_optimize_writes_a_cheaper_or_better_prompt(tiny_base, tiny_corpus, tmp_
     text = out.read_text()
     assert text.startswith("# promptbert prompts optimize") and "dev F1" in text
     PromptSpec.from_yaml(out)  # the winner is a valid prompt
+
+
+def test_lint_checks_the_prompts_own_labels_unless_told_otherwise(tmp_path, capsys, tiny_base):
+    p = tmp_path / "two.yaml"
+    p.write_text("role: you tag\ntask: tag {labels}\nrequirements: [x]\ndetails: {tips: [y]}\nlabels: {PER: person, ORG: company}\n",
+                 encoding="utf-8")
+    assert main(["prompts", "lint", str(p), "--base-model", str(tiny_base)]) == 0
+    assert capsys.readouterr().out.strip().endswith("ok")
+    assert main(["prompts", "lint", str(p), "--base-model", str(tiny_base), "--types", "PER,LOC"]) == 1
+    assert "label descriptions for types the model does not have: ORG" in capsys.readouterr().out

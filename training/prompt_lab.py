@@ -177,9 +177,14 @@ def tokenizer_for(base_model: str) -> Any:
     return tok
 
 
+DEFAULT_TYPES = ("PER", "ORG", "LOC", "MISC")
+
+
 def lint(path: str, entity_types: tuple[str, ...], max_length: int, tokenizer: Any) -> tuple[list[str], str, int]:
-    """Problems of a prompt file (empty list: clean), its rendered text and token count."""
+    """Problems of a prompt file (empty list: clean), its rendered text and token count. No
+    ``entity_types``: the prompt's own labels (else the CoNLL four)."""
     spec = PromptSpec.from_yaml(path)
+    entity_types = entity_types or tuple(spec.labels) or DEFAULT_TYPES
     text = render(spec, entity_types)
     n = len(tokenizer.encode(text, add_special_tokens=False).ids)
     problems = []
