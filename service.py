@@ -25,7 +25,7 @@ from bentoml.validators import ContentType
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import JSONResponse
 
-from promptbert.bentoml_workarounds import ClientErrorLog, run_in_steps, with_keepalive_budget
+from promptbert.bentoml_workarounds import CLIENT_ERROR_LINE, ClientErrorLog, run_in_steps, with_keepalive_budget
 from promptbert.constants import WORD_SPLITTER
 from promptbert.errors import InputError, PromptBertError
 from promptbert.manifest import versions
@@ -134,7 +134,7 @@ class PromptBertNER:
         try:
             (ents,) = await self._infer([text], aggregation_strategy, min_score, entity_types)
         except InputError as exc:  # answered here: BentoML's own 4xx body is a one-item list, not the {"error"} object
-            log.warning("POST /tag_text 400: %s", exc)
+            log.warning(CLIENT_ERROR_LINE, "POST", "/tag_text", 400, exc)
             return JSONResponse({"error": str(exc)}, status_code=400)  # type: ignore[return-value]
         return ents  # type: ignore[return-value]
 

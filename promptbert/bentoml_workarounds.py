@@ -33,6 +33,8 @@ T = TypeVar("T")
 
 # The logger BentoML's HTTP server reports request exceptions on (``log_exception``).
 BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+# One line per client error, whoever answers it: method, path, status, reason.
+CLIENT_ERROR_LINE = "%s %s %d: %s"
 
 
 def inline_steps(lengths: list[int], budget: int) -> list[list[int]]:
@@ -105,7 +107,7 @@ class ClientErrorLog(logging.Filter):
             record.msg, record.args = "%s %s: the client disconnected before its request was read", (method, path)
         else:
             record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg, record.args = "%s %s %d: %s", (method, path, status, reason)
+            record.msg, record.args = CLIENT_ERROR_LINE, (method, path, status, reason)
         record.exc_info, record.exc_text = None, None
         return True
 
