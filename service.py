@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import bentoml
 from bentoml.validators import ContentType
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from starlette.responses import JSONResponse
 
 from promptbert.bentoml_workarounds import CLIENT_ERROR_LINE, ClientErrorLog, run_in_steps, with_keepalive_budget
@@ -30,9 +30,10 @@ from promptbert.constants import WORD_SPLITTER
 from promptbert.errors import InputError, PromptBertError
 from promptbert.manifest import versions
 from promptbert.pipeline import check_text
-from promptbert.serving import mark_worker_ready, model_call_metrics, settings, tune_gc
+from promptbert.serving import mark_worker_ready, model_call_metrics, prompt_cache_metrics, settings, tune_gc
 from promptbert.tagger import Entity as EntityDict
 from promptbert.tagger import Tagger
+from promptbert.typed import PreparedPrompt
 
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "serve"
 EXAMPLE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union budget."
@@ -47,13 +48,111 @@ log = logging.getLogger("bentoml.service.promptbert")
 
 Text = Annotated[str, Field(max_length=CONFIG.max_chars, description="raw text; empty returns no entities"),
                  AfterValidator(check_text)]
+# The worker's loaded tagger, for the input models' validators: a request's prompt is checked against the
+# model (its tokenizer, its prompt-length and type limits) while the request is parsed, so that a bad
+# prompt is a 400 of its own request and never fails a batch it would have joined.
+LOADED: dict[str, Tagger] = {}
+
+
+class PromptDetailsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    steps: list[str] = []
+    examples: list[str] = []
+    tips: list[str] = []
+
+
+class TypeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str
+
+
+class PromptIn(BaseModel):
+    """A prompt of a types model, the fields of ``prompts/*.yaml``: what to tag, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: str
+    task: str
+    requirements: list[str] | str = []
+    details: PromptDetailsIn = PromptDetailsIn()
+    labels: Annotated[dict[str, str] | list[TypeIn], Field(description="entity type name -> description")]
+    name: str = ""
+
+
+def prepare_prompt(prompt: PromptIn | None, entity_types: list[str] | None = None) -> PreparedPrompt | None:
+    """The request's prompt made ready for the model (None: the default). InputError names the field."""
+    tagger = LOADED.get("tagger")
+    if tagger is None or tagger.prompted is None:
+        if prompt is not None:
+            raise InputError("prompt: this model has a fixed label set (head: fixed); request-time prompts need a "
+                             "model trained with head: types")
+        return None
+    if prompt is None and entity_types is None:
+        return None
+    return tagger.prepare(prompt.model_dump(exclude_unset=True) if prompt is not None else None, entity_types)
+
+
+class PromptedText(str):
+    """A text of /tag carrying its request's prompt through BentoML's batching (which merges the texts of
+    concurrent requests into one list, and takes one argument only)."""
+
+    prompt: PreparedPrompt | None = None
+
+
+def _prompted(text: str, prompt: PreparedPrompt | None) -> PromptedText:
+    out = PromptedText(text)
+    out.prompt = prompt
+    return out
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its $defs written in place (to nest it in another model's schema)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
 
 
 class TagInput(bentoml.IODescriptor):
-    """POST /tag. Unknown fields are refused: a misspelt field must not yield a default answer."""
+    """POST /tag: texts, and (types models) an optional prompt for all of them. Unknown fields are refused:
+    a misspelt field must not yield a default answer."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: schema["properties"].update(
+        prompt={"anyOf": [_inline_schema(PromptIn), {"type": "null"}], "default": None,
+                "description": "types models: the prompt that decides what is tagged (default: the artifact's)"}))
     texts: Annotated[list[Text], Field(min_length=1, max_length=CONFIG.max_items, examples=[[EXAMPLE]])]
+    _prompt: PreparedPrompt | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def with_prompt(cls, data: Any, handler: Any) -> TagInput:
+        """``prompt`` is parsed here, not as a field: the batched endpoint takes exactly one argument, so each
+        text carries its request's prompt instead (PromptedText)."""
+        raw = None
+        if isinstance(data, dict) and "prompt" in data:
+            data = dict(data)
+            raw = data.pop("prompt")
+        out = handler(data)
+        if raw is not None:
+            try:
+                prepared = prepare_prompt(PromptIn.model_validate(raw))
+            except ValidationError as exc:  # named from the request's root, as for the other fields
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in ("prompt", *first["loc"]))
+                raise ValueError(f"{where}: {first['msg']}") from None
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+            out.texts = [_prompted(t, prepared) for t in out.texts]
+        return out
 
     @model_validator(mode="after")
     def fits_one_request(self) -> TagInput:
@@ -72,6 +171,7 @@ class TagTextInput(bentoml.IODescriptor):
     aggregation_strategy: Literal["simple", "first", "average", "max"] | None = None
     min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     entity_types: list[str] | None = None
+    prompt: PromptIn | None = None
 
 
 class Entity(BaseModel):
@@ -100,12 +200,14 @@ class PromptBertNER:
         self.tagger = Tagger.from_pretrained(
             CONFIG.artifact, CONFIG.variant, CONFIG.device, threads=CONFIG.resolved_threads(WORKERS) or None,
             spinning=CONFIG.ort_spinning, max_batch_tokens=CONFIG.max_batch_tokens, max_batch_items=None,
-            split_sentences=CONFIG.split_sentences, **({} if cost is None else {"call_cost": cost}),
+            split_sentences=CONFIG.split_sentences, cache_entries=CONFIG.prompt_cache_entries,
+            cache_bytes=CONFIG.prompt_cache_mb << 20, **({} if cost is None else {"call_cost": cost}),
         )
         if CONFIG.aggregation:
             self.tagger.default_aggregation = CONFIG.aggregation
         self.tagger.predict([EXAMPLE])  # warm-up: /readyz turns green only after a real inference
-        self.tagger.pipeline.on_call = model_call_metrics()  # after the warm-up: /metrics counts requests only
+        self.tagger.observe(model_call_metrics(), prompt_cache_metrics())  # after the warm-up: requests only
+        LOADED["tagger"] = self.tagger
         self.serving_versions = versions()
         self.batch_sizes: Counter[int] = Counter()
         self._lock = threading.Lock()
@@ -122,25 +224,48 @@ class PromptBertNER:
     @bentoml.api(batchable=CONFIG.max_batch_size > 1, max_batch_size=max(2, CONFIG.max_batch_size),
                  max_latency_ms=CONFIG.max_latency_ms, input_spec=TagInput)
     async def tag(self, texts: list[str]) -> Annotated[list[list[Entity]], JSON]:
-        """Entities for each text (adaptive batching merges concurrent requests)."""
+        """Entities for each text (adaptive batching merges concurrent requests, whatever their prompts)."""
         with self._lock:
             self.batch_sizes[len(texts)] += 1
         return await self._infer(texts)  # type: ignore[return-value]
 
     @bentoml.api(input_spec=TagTextInput)
     async def tag_text(self, text: str, aggregation_strategy: str | None = None, min_score: float = 0.0,
-                       entity_types: list[str] | None = None) -> Annotated[list[Entity], JSON]:
-        """Entities for one text, with the options of the HF pipeline."""
+                       entity_types: list[str] | None = None, prompt: PromptIn | None = None
+                       ) -> Annotated[list[Entity], JSON]:
+        """Entities for one text, with the options of the HF pipeline (and, types models, a prompt)."""
         try:
-            (ents,) = await self._infer([text], aggregation_strategy, min_score, entity_types)
+            prepared = prepare_prompt(prompt, entity_types)
+            if self.tagger.prompted is not None:
+                entity_types = None  # the prompt names them: the model is asked for just those
+            (ents,) = await self._infer([_prompted(text, prepared)], aggregation_strategy, min_score, entity_types)
         except InputError as exc:  # answered here: BentoML's own 4xx body is a one-item list, not the {"error"} object
             log.warning(CLIENT_ERROR_LINE, "POST", "/tag_text", 400, exc)
             return JSONResponse({"error": str(exc)}, status_code=400)  # type: ignore[return-value]
         return ents  # type: ignore[return-value]
 
     async def _infer(self, texts: list[str], *options: Any) -> list[list[EntityDict]]:
-        return await run_in_steps(lambda part: self.tagger.predict(part, *options), texts,
+        return await run_in_steps(lambda part: self._by_prompt(part, *options), texts,
                                   CONFIG.inline_chars, CONFIG.gather_yields)
+
+    def _by_prompt(self, texts: list[str], *options: Any) -> list[list[EntityDict]]:
+        """Texts grouped by their prompt (a batch may merge requests with different ones), tagged group by
+        group, answers put back in order."""
+        groups: dict[Any, list[int]] = {}
+        prompts: dict[Any, PreparedPrompt | None] = {}
+        for i, t in enumerate(texts):
+            p = getattr(t, "prompt", None)
+            key = p.key if p is not None else None
+            groups.setdefault(key, []).append(i)
+            prompts[key] = p
+        if len(groups) == 1:
+            (key,) = groups
+            return self.tagger.predict(texts, *options, prompt=prompts[key])
+        out: list[list[EntityDict]] = [[] for _ in texts]
+        for key, idx in groups.items():
+            for i, ents in zip(idx, self.tagger.predict([texts[i] for i in idx], *options, prompt=prompts[key])):
+                out[i] = ents
+        return out
 
     @bentoml.api
     def metadata(self) -> Annotated[dict[str, Any], JSON]:
@@ -155,6 +280,10 @@ class PromptBertNER:
             "providers": self.tagger.providers,
             "base_model": m.base_model,
             "prompt": {"fingerprint": m.prompt.fingerprint, "tokens": m.prompt.tokens, "kind": m.prompt.kind},
+            "head": m.encoding.head,  # types: a request may bring its own prompt (and types)
+            **({"prompt_limits": {"max_prompt_tokens": m.encoding.max_prompt_tokens, "max_types": m.encoding.max_types},
+                "prompt_cache": dataclasses.asdict(self.tagger.prompted.cache.stats())}
+               if self.tagger.prompted is not None else {}),
             "labels": m.labels,
             "entity_types": list(self.tagger.entity_types),
             "metrics": m.metrics,

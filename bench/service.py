@@ -86,13 +86,15 @@ def steady_rate(finished: list[tuple[float, int]], warm: float, drain: float) ->
     return sum(inside) / (drain - warm)
 
 
-def _client_main(url: str, texts: list[str], clients: int, per_request: int, conn: Any) -> None:
+def _client_main(url: str, texts: list[str], clients: int, per_request: int, prompts: list[Any] | None,
+                 conn: Any) -> None:
     """Closed-loop clients, each on its own keep-alive connection, in their own process.
 
     A bare asyncio HTTP/1.1 client with the request bodies encoded before the clock starts:
     the load generator shares the server's cores here, so it should take as little CPU as it
     can (aiohttp took ~0.75 ms of CPU a request, ~14% of 2 cores at 8 clients). Its own CPU
-    time is reported.
+    time is reported. ``prompts``: request i carries prompts[i % len(prompts)] (a types model's
+    request-time prompt; None: the artifact's default).
     """
     import asyncio
     import json
@@ -108,7 +110,8 @@ def _client_main(url: str, texts: list[str], clients: int, per_request: int, con
     requests = []  # (request bytes, sentences in it)
     for i in range(0, len(texts), per_request):
         chunk = texts[i : i + per_request]
-        body = json.dumps({"texts": chunk}).encode()
+        prompt = prompts[(i // per_request) % len(prompts)] if prompts else None
+        body = json.dumps({"texts": chunk, **({"prompt": prompt} if prompt is not None else {})}).encode()
         requests.append((b"POST /tag HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                          % (host.encode(), len(body), body), len(chunk)))
 
@@ -233,9 +236,9 @@ class HealthProbe:
                 "livez_max_ms": float(ms.max())}
 
 
-def load_clients(url: str, texts: list[str], clients: int, per_request: int = 1) -> dict:
+def load_clients(url: str, texts: list[str], clients: int, per_request: int = 1, prompts: list[Any] | None = None) -> dict:
     """Run the clients in a separate process (their CPU is not the server's GIL) and wait for the result."""
-    return _in_processes(_client_main, [(url, texts, clients, per_request)])[0]
+    return _in_processes(_client_main, [(url, texts, clients, per_request, prompts)])[0]
 
 
 def _in_process_worker(artifact: str, variant: str, threads: int, texts: list[str], chunk: int, barrier: Any,

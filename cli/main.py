@@ -48,6 +48,19 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _types(arg: str | None) -> list[str] | None:
+    return [t.strip() for t in arg.split(",") if t.strip()] if arg else None
+
+
+def _prompt_file(path: str | None) -> Any:
+    """A --prompt YAML as a PromptSpec (None: the model's default)."""
+    if not path:
+        return None
+    from promptbert.prompt import PromptSpec, find_file
+
+    return PromptSpec.from_yaml(find_file(path))
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -58,6 +71,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     tagger = Tagger.from_pretrained(a.model, a.variant, split_sentences=not a.whole_text)
     sentences = D.load_split(a.data, a.split, a.limit or None)
+    types = _types(a.types)
+    if a.prompt or types:  # a types model under another prompt: gold entities of types it does not name become O
+        tagger = tagger.under(_prompt_file(a.prompt), types)
+        sentences = D.only_types(sentences, tagger.entity_types)
     D.check_labels(sentences, tagger.entity_types)
     strategy = a.aggregation or tagger.default_aggregation
     if a.as_text:
@@ -116,9 +133,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
                              f"{getattr(exc, 'strerror', None) or exc})") from None
     if not texts:
         raise InputError("give at least one text (arguments or --file)")
-    types = [t.strip() for t in a.types.split(",")] if a.types else None
     tagger = Tagger.from_pretrained(a.artifact, a.variant, a.device, split_sentences=not a.whole_text)
-    results = tagger.predict(texts, a.aggregation, a.min_score, types)
+    results = tagger.predict(texts, a.aggregation, a.min_score, _types(a.types), _prompt_file(a.prompt))
     if a.json:
         print(json.dumps(results, ensure_ascii=False))
         return 0
@@ -167,6 +183,8 @@ def _sizes(text: str) -> list[int]:
 def cmd_prompts(a: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if a.action == "obey":
+        return _obey(a)
     from promptbert.training import prompt_lab as lab
 
     if a.action in ("render", "lint"):
@@ -191,6 +209,33 @@ def cmd_prompts(a: argparse.Namespace) -> int:
     result = lab.optimize(config, a.prompt, sizes[0], a.steps, a.seeds, a.dev_limit, a.budget, a.tolerance,
                           Path(a.out), Path(a.out).parent / "_optimize_work")
     print(f"winner: {result['winner']}  dev F1 {result['dev_f1']:.4f}, {result['tokens']} tokens, {result['trainings']} trainings")
+    return 0
+
+
+def _obey(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from promptbert import data as D
+    from promptbert.errors import InputError
+    from promptbert.manifest import write_json
+    from promptbert.tagger import Tagger
+    from promptbert.training.evaluate import obedience
+
+    tagger = Tagger.from_pretrained(a.model, a.variant)
+    if tagger.prompted is None:
+        raise InputError(f"{a.model}: a fixed-head model tags its trained types whatever the prompt (obey needs head: types)")
+    if a.prompt:
+        tagger = tagger.under(_prompt_file(a.prompt))
+    sentences = D.only_types(D.load_split(a.data, a.split, a.limit or None), tagger.entity_types)
+    rep = obedience(tagger, sentences, a.draws, a.seed)
+    print(f"{a.model} on {a.data} {a.split} ({rep['sentences']} sentences): all {len(rep['types'])} types, F1 {rep['f1_full']:.4f}")
+    print(f"{'prompt names':<48}{'F1':>8}{'F1 full':>9}{'delta':>8}{'unnamed':>9}")
+    for r in rep["draws"]:
+        print(f"{', '.join(r['types'])[:46]:<48}{r['f1']:>8.4f}{r['f1_full_prompt']:>9.4f}"
+              f"{(r['f1'] - r['f1_full_prompt']) * 100:>+8.2f}{r['unnamed_entities']:>9}")
+    if a.output:
+        write_json(Path(a.output), {"model": str(a.model), "data": str(a.data), "split": a.split, **rep})
+        print(f"written: {a.output}")
     return 0
 
 
@@ -223,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the gold words")
     e.add_argument("--whole-text", action="store_true", help="with --as-text: tag each text as one sequence, not "
                    "sentence by sentence (the service's PROMPTBERT_SPLIT_SENTENCES=0)")
+    e.add_argument("--prompt", help="prompt YAML (types models): score under it, e.g. zero-shot on a new corpus; gold "
+                   "entities of types it does not name count as O")
+    e.add_argument("--types", help="comma list (types models): score under the prompt naming only these types")
     e.add_argument("--output", help="write the report as JSON here")
     e.set_defaults(func=cmd_evaluate)
 
@@ -247,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--min-score", type=float, default=0.0)
     r.add_argument("--whole-text", action="store_true",
                    help="tag each text as one sequence, not sentence by sentence (the service's PROMPTBERT_SPLIT_SENTENCES=0)")
-    r.add_argument("--types", help="comma list of entity types to keep")
+    r.add_argument("--types", help="comma list of entity types: a types model is asked for just these, a fixed-head "
+                   "model's answer is filtered")
+    r.add_argument("--prompt", help="prompt YAML (types models): its labels decide what is tagged")
     r.add_argument("--json", action="store_true", help="print one JSON list (one entity list per text)")
     r.set_defaults(func=cmd_predict)
 
@@ -271,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--base-model", default="embedded", help="whose tokenizer counts the tokens")
         q.add_argument("--max-length", type=int, default=192)
         q.set_defaults(func=cmd_prompts)
+    ob = psub.add_parser("obey", help="types models: F1 under prompts naming a random half of the types, against "
+                         "the full prompt, and entities of unnamed types returned (should be none)")
+    ob.add_argument("model", help="artifact or model folder of a types model")
+    ob.add_argument("--data", required=True, help="CoNLL folder")
+    ob.add_argument("--split", default="test")
+    ob.add_argument("--prompt", help="prompt YAML whose types are drawn from (default: the model's)")
+    ob.add_argument("--variant", default="auto")
+    ob.add_argument("--draws", type=int, default=5)
+    ob.add_argument("--seed", type=int, default=0)
+    ob.add_argument("--limit", type=int, default=0, help="first N sentences only")
+    ob.add_argument("--output", help="write the report as JSON here")
+    ob.set_defaults(func=cmd_prompts)
     c = psub.add_parser("compare", help="train each prompt with no-prompt and same-length controls; table, JSON/CSV, PNG")
     c.add_argument("--config", help="TrainConfig YAML (data, base model, learning rate, batch size)")
     c.add_argument("--data", help="CoNLL folder")

@@ -30,7 +30,7 @@ from promptbert.errors import ArtifactError
 from promptbert.labels import LabelMap
 from promptbert.manifest import ArtifactConfig, ModelManifest, atomic_dir, folder_fingerprint, folder_hashes, now, versions, write_json
 from promptbert.prompt import fingerprint
-from promptbert.runtime import CPU, cuda_available, make_session, onnx_pipeline
+from promptbert.runtime import CPU, cuda_available, make_session, onnx_pipeline, ort_prompted
 from promptbert.tagger import Tagger
 
 from .config import ExportConfig, QuantCandidate, detect_isa
@@ -86,6 +86,64 @@ def _onnx_export_isolated(tagger: Any, model_dir: Path, out: Path, opset: int) -
     tagger.eval()  # the exporter restores the wrapper's previous mode: make sure no dropout is left on
     shutil.copyfile(model_dir / "config.json", out / "config.json")
     return path
+
+
+def _onnx_export_types(ctx: Context, out: Path) -> Path:
+    """The two graphs of a types model: the prompt encoder (``prompt_encoder.onnx``: head ids + type mask ->
+    keys, values, type keys, type bias) and the tagger (``model.onnx``: text ids + mask + that encoding ->
+    logits for O and B-/I- of each type). Traced with the default prompt; every length and the number of
+    types are dynamic axes."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from promptbert.runtime import PROMPT_ENCODER_INPUTS, PROMPT_ENCODING, TYPES_INPUTS
+    class PromptGraph(nn.Module):
+        def __init__(self, m: Any) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, prompt_ids: Any, type_mask: Any) -> Any:
+            return self.m.encode_prompt(prompt_ids, type_mask)
+
+    class TagGraph(nn.Module):
+        def __init__(self, m: Any) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids: Any, attention_mask: Any, keys: Any, values: Any, type_keys: Any, type_bias: Any) -> Any:
+            return self.m.tag(input_ids, attention_mask, keys, values, type_keys, type_bias)
+
+    model, opset = ctx.model, ctx.config.opset
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    prompt = ctx.prompts[0]
+    head = torch.tensor([prompt.head_ids])
+    mask = torch.from_numpy(prompt.type_mask)
+    with torch.no_grad():
+        enc = model.encode_prompt(head, mask)
+    ids = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]], dtype=torch.long)
+    att = (torch.arange(4) < torch.tensor([[4], [2]])).long()
+    kv_axes = {2: "prompt_length"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(PromptGraph(model), (head, mask), str(out / C.PROMPT_ENCODER),
+                          input_names=list(PROMPT_ENCODER_INPUTS), output_names=list(PROMPT_ENCODING),
+                          opset_version=opset, dynamo=False,
+                          dynamic_axes={"prompt_ids": {1: "prompt_length"}, "type_mask": {0: "types", 1: "prompt_length"},
+                                        "keys": kv_axes, "values": kv_axes, "type_keys": {0: "labels"},
+                                        "type_bias": {0: "labels"}})
+        torch.onnx.export(TagGraph(model), (ids, att, *enc), str(out / "model.onnx"), input_names=list(TYPES_INPUTS),
+                          output_names=["logits"], opset_version=opset, dynamo=False,
+                          dynamic_axes={"input_ids": {0: "batch_size", 1: "sequence_length"},
+                                        "attention_mask": {0: "batch_size", 1: "sequence_length"},
+                                        "keys": kv_axes, "values": kv_axes, "type_keys": {0: "labels"},
+                                        "type_bias": {0: "labels"},
+                                        "logits": {0: "batch_size", 1: "sequence_length", 2: "classes"}})
+    model.eval()
+    shutil.copyfile(ctx.model_dir / "config.json", out / "config.json")
+    return out / "model.onnx"
 
 
 @contextlib.contextmanager
@@ -248,10 +306,38 @@ class Context:
     gate: list[D.Sentence]  # the int8 F1 gate and the scores
     test: list[D.Sentence]
     isa: str
+    # types models: the prompts the parity gates run (the default first, then another), and the PyTorch
+    # backend's two calls; empty for fixed-head models
+    prompts: tuple[Any, ...] = ()
 
     @property
     def attention(self) -> str:
         return self.source.encoding.prompt_attention
+
+    @property
+    def head(self) -> str:
+        return self.source.encoding.head
+
+    def torch_fns(self) -> list[Any]:
+        """PyTorch logits functions to gate against: one per prompt of ``prompts`` (one for a fixed head)."""
+        from promptbert.training.evaluate import torch_logits_fn
+
+        if self.head != "types":
+            return [torch_logits_fn(self.model)]
+        from promptbert.training.typed import torch_backend
+
+        encode, tag = torch_backend(self.model)
+        fns = []
+        for p in self.prompts:
+            enc = encode(np.asarray([p.head_ids], dtype=np.int64), p.type_mask)
+            fns.append(lambda batch, enc=enc: tag(batch, enc))
+        return fns
+
+    def onnx_fns(self, tagger: Tagger) -> list[Any]:
+        """The same logits functions over an ONNX tagger."""
+        if self.head != "types":
+            return [tagger.pipeline.logits_fn]
+        return [tagger.under(p).pipeline.logits_fn for p in self.prompts]
 
     @property
     def skip(self) -> int:
@@ -260,8 +346,18 @@ class Context:
     def tagger(self, path: Path, variant: str) -> Tagger:
         """An ONNX Runtime tagger over one graph file, fed as the artifact will be."""
         session = make_session(path, [CPU], self.config.threads or None)
+        if self.head == "types":
+            prompt_session = make_session(self.work / "onnx" / C.PROMPT_ENCODER, [CPU], self.config.threads or None)
+            prompted = ort_prompted(session, prompt_session, self.encoder, self.prompts[0].spec,
+                                    self.source_limits())
+            return Tagger(prompted.base, variant=variant, providers=[CPU], path=path, prompted=prompted)
         return Tagger(onnx_pipeline(session, self.encoder, self.labels, self.attention), variant=variant,
                       providers=[CPU], path=path)
+
+    def source_limits(self) -> Any:
+        from promptbert.typed import PromptLimits
+
+        return PromptLimits(self.source.encoding.max_prompt_tokens, self.source.encoding.max_types)
 
 
 @dataclass(frozen=True)
@@ -291,7 +387,9 @@ class Fp32Report:
 def export_fp32(ctx: Context, report: Report) -> Path:
     """The raw ONNX graph: Optimum's exporter for a joint model, torch.onnx for an isolated one."""
     t0 = time.perf_counter()
-    if ctx.attention == "isolated":
+    if ctx.head == "types":
+        raw = _onnx_export_types(ctx, ctx.work / "onnx")
+    elif ctx.attention == "isolated":
         raw = _onnx_export_isolated(ctx.model, ctx.model_dir, ctx.work / "onnx", ctx.config.opset)
     else:
         raw = _onnx_export(ctx.model_dir, ctx.work / "onnx", ctx.config.opset)
@@ -302,21 +400,22 @@ def export_fp32(ctx: Context, report: Report) -> Path:
 def gate_fp32(ctx: Context, path: Path, report: Report) -> Fp32Report:
     """fp32 ONNX against PyTorch on the same windows (logits within atol, equal tags), then dev scores:
     F1 per aggregation, as served (raw text), on test."""
-    from promptbert.training.evaluate import evaluate_as_text, torch_logits_fn
+    from promptbert.training.evaluate import evaluate_as_text
 
     t0 = time.perf_counter()
     config = ctx.config
     windows = [w for s in ctx.sample for w in ctx.encoder.encode(list(s.words))]
-    torch_fn = torch_logits_fn(ctx.model)
     fp32 = ctx.tagger(path, "fp32")
     max_diff, tag_mismatch = 0.0, 0
-    for i in range(0, len(windows), 32):
-        batch = batch_arrays(windows[i : i + 32], ctx.encoder.pad_id, ctx.skip)
-        a, b = _logits(torch_fn, batch), _logits(fp32.pipeline.logits_fn, batch)
-        mask = batch["attention_mask"].astype(bool)
-        max_diff = max(max_diff, float(np.abs(a - b)[mask].max()))
-        tag_mismatch += int((a.argmax(-1) != b.argmax(-1))[mask].sum())
-    parity = {"sentences": len(ctx.sample), "windows": len(windows), "max_abs_logit_diff": max_diff,
+    for torch_fn, onnx_fn in zip(ctx.torch_fns(), ctx.onnx_fns(fp32)):  # a types model: under each gate prompt
+        for i in range(0, len(windows), 32):
+            batch = batch_arrays(windows[i : i + 32], ctx.encoder.pad_id, ctx.skip)
+            a, b = _logits(torch_fn, batch), _logits(onnx_fn, batch)
+            mask = batch["attention_mask"].astype(bool)
+            max_diff = max(max_diff, float(np.abs(a - b)[mask].max()))
+            tag_mismatch += int((a.argmax(-1) != b.argmax(-1))[mask].sum())
+    parity = {"sentences": len(ctx.sample), "windows": len(windows), "prompts": max(1, len(ctx.prompts)),
+              "max_abs_logit_diff": max_diff,
               "tag_mismatches": tag_mismatch, "atol": config.logit_atol,
               "passed": max_diff <= config.logit_atol and tag_mismatch == 0}
     report(f"parity   fp32 vs PyTorch: max |dlogit| {max_diff:.2e}, {tag_mismatch} tag mismatches  {time.perf_counter() - t0:6.1f}s")
@@ -463,18 +562,46 @@ def load_context(model_dir: str | Path, config: ExportConfig, work: Path) -> Con
     if encoder.prompt_tokens != source.prompt.tokens:
         raise ArtifactError(f"{model_dir}: the prompt encodes to {encoder.prompt_tokens} tokens here but to "
                             f"{source.prompt.tokens} at training (train/serve skew)")
-    data_dir = config.data_dir or source.config["data_dir"]
-    dev = D.load_split(data_dir, "dev")
+    data_dir = config.data_dir or source_data_dir(source)
+    dev = canonical_split(source, data_dir, "dev")
     D.check_labels(dev, labels.entity_types)
     test: list[D.Sentence] = []
     if config.eval_test:
         try:
-            test = D.load_split(data_dir, "test")
+            test = canonical_split(source, data_dir, "test")
         except D.DataError:
             test = []
+    prompts: tuple[Any, ...] = ()
+    if source.encoding.head == "types":
+        from promptbert.prompt import PromptSpec
+        from promptbert.typed import PromptLimits, narrow, prepare
+
+        default = PromptSpec.from_yaml(model_dir / C.PROMPT_SPEC)
+        limits = PromptLimits(source.encoding.max_prompt_tokens, source.encoding.max_types)
+        names = list(default.labels)
+        other = narrow(default, names[::-1][: max(1, (len(names) + 1) // 2)])  # fewer types, another order
+        prompts = tuple(prepare(p, encoder.tokenizer, encoder.cls_id, encoder.sep_id, limits) for p in (default, other))
     return Context(model_dir, model, encoder, labels, source, config, work, dev[: config.parity_sample],
                    dev[: config.gate_sentences] if config.gate_sentences else dev, test,
-                   detect_isa() if config.isa == "auto" else config.isa)
+                   detect_isa() if config.isa == "auto" else config.isa, prompts)
+
+
+def source_data_dir(source: ModelManifest) -> str:
+    """The corpus a model was trained on (a multi-corpus model: its first, the default prompt's)."""
+    corpora = source.config.get("corpora") or []
+    return corpora[0]["data_dir"] if corpora else source.config["data_dir"]
+
+
+def canonical_split(source: ModelManifest, data_dir: str | Path, split: str) -> list[D.Sentence]:
+    """A split with the type names the model learnt (a corpus config may rename its types)."""
+    sentences = D.load_split(data_dir, split)
+    corpora = source.config.get("corpora") or []
+    mapping = corpora[0].get("types") if corpora and str(corpora[0]["data_dir"]) == str(data_dir) else None
+    if mapping:
+        from promptbert.training.typed import canonical_tags
+
+        sentences = canonical_tags(sentences, mapping, "corpora[0]")
+    return sentences
 
 
 def assemble_manifest(ctx: Context, out: Path, ref: Fp32Report, variants: list[VariantReport], parity: dict[str, Any],
@@ -491,8 +618,9 @@ def assemble_manifest(ctx: Context, out: Path, ref: Fp32Report, variants: list[V
         labels=list(ctx.labels.labels),
         encoding=ctx.source.encoding,
         opset=ctx.config.opset,
-        exporter="torch.onnx (prompt head baked in)" if ctx.attention == "isolated" else "optimum main_export",
-        data_dir=str(ctx.config.data_dir or ctx.source.config["data_dir"]),
+        exporter=("torch.onnx (prompt encoder + tagger)" if ctx.head == "types" else
+                  "torch.onnx (prompt head baked in)" if ctx.attention == "isolated" else "optimum main_export"),
+        data_dir=str(ctx.config.data_dir or source_data_dir(ctx.source)),
         variants=info,
         metrics={v.name: v.metrics for v in variants if v.metrics is not None},
         aggregation_dev_f1=ref.by_strategy,
@@ -512,6 +640,8 @@ def export(model_dir: str | Path, output: str | Path, config: ExportConfig, forc
         ctx = load_context(model_dir, config, out / "_work")
         raw = export_fp32(ctx, report)
         shutil.copyfile(raw, out / C.VARIANT_FILES["fp32"])
+        if ctx.head == "types":
+            shutil.copyfile(raw.parent / C.PROMPT_ENCODER, out / C.PROMPT_ENCODER)
         for name in SHIPPED_FROM_MODEL:
             if (ctx.model_dir / name).is_file():
                 shutil.copyfile(ctx.model_dir / name, out / name)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"  # the one place: pyproject.toml reads it
-__all__ = ["ArtifactConfig", "Tagger", "__version__"]
+__all__ = ["ArtifactConfig", "PromptSpec", "Tagger", "__version__"]
 
 if TYPE_CHECKING:
     from .manifest import ArtifactConfig
+    from .prompt import PromptSpec
     from .tagger import Tagger
 
 
@@ -23,6 +24,10 @@ def __getattr__(name: str) -> Any:
         from .tagger import Tagger
 
         return Tagger
+    if name == "PromptSpec":
+        from .prompt import PromptSpec
+
+        return PromptSpec
     if name == "ArtifactConfig":
         from .manifest import ArtifactConfig
 

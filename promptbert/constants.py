@@ -12,6 +12,9 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 QUANTIZATION_CONFIG = "ort_config.json"
 PARITY = "parity.json"
 
+# A types artifact's prompt encoder (prompt ids + type mask -> keys, values, type keys), fp32 for every variant.
+PROMPT_ENCODER = "prompt_encoder.onnx"
+
 # ONNX variants of an artifact and their file names.
 VARIANT_FILES = {
     "fp32": "model.onnx",

@@ -126,6 +126,16 @@ def check_labels(sentences: list[Sentence], entity_types: tuple[str, ...] | list
                 )
 
 
+def only_types(sentences: list[Sentence], entity_types: tuple[str, ...] | list[str]) -> list[Sentence]:
+    """The sentences with every entity of another type tagged O: the gold answer to a prompt naming just these."""
+    keep = set(entity_types)
+    out = []
+    for s in sentences:
+        tags = tuple(t if t == "O" or t[2:] in keep else "O" for t in s.tags)
+        out.append(s if tags == s.tags else Sentence(s.words, tags, s.source, s.line, s.doc))
+    return out
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

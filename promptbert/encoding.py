@@ -89,7 +89,10 @@ class PromptEncoder:
         max_length: int,
         stride: int = 32,
         specials: dict[str, str] | None = None,
+        text_tokens: int | None = None,
     ) -> None:
+        """``text_tokens`` fixes the text part of a window whatever the prompt's length (``types`` models,
+        whose prompt comes with each request); otherwise the text gets what the prompt leaves of max_length."""
         specials = specials or {}
         tokenizer = plain_tokenizer(tokenizer)
         self.tokenizer = tokenizer
@@ -110,7 +113,7 @@ class PromptEncoder:
         self.prompt_ids: list[int] = (
             tokenizer.encode(prompt_text, add_special_tokens=False).ids if prompt_text.strip() else []
         )
-        self.text_budget = check_fits(len(self.prompt_ids), max_length)
+        self.text_budget = text_tokens if text_tokens else check_fits(len(self.prompt_ids), max_length)
         if not 0 <= stride < self.text_budget:
             raise ConfigError(f"stride: must be in [0, {self.text_budget}), got {stride}")
         self.stride = stride

@@ -140,6 +140,13 @@ class EncodingInfo:
     text_segment: int = 1
     prompt_attention: str = "joint"  # manifests without the key predate isolated attention
     head_tokens: int = 0
+    # "fixed": a classifier over the labels trained on; "types": the prompt's types are the labels
+    # (promptbert/typed.py). A types model tags windows of at most text_tokens text tokens and takes
+    # prompts of at most max_prompt_tokens tokens and max_types types.
+    head: str = "fixed"
+    text_tokens: int = 0
+    max_prompt_tokens: int = 0
+    max_types: int = 0
 
 
 class _Manifest:

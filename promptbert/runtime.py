@@ -96,6 +96,57 @@ def ort_logits_fn(session: Any, prompt_attention: str = "joint") -> Any:
     return run
 
 
+TYPES_INPUTS = ("input_ids", "attention_mask", "keys", "values", "type_keys", "type_bias")
+PROMPT_ENCODER_INPUTS = ("prompt_ids", "type_mask")
+PROMPT_ENCODING = ("keys", "values", "type_keys", "type_bias")
+
+
+def _dtypes(session: Any) -> dict[str, Any]:
+    return {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in session.get_inputs()}
+
+
+def ort_prompt_encoder(session: Any) -> Any:
+    """The prompt encoder graph as a PromptEncodeFn: head ids + type mask -> the prompt's encoding."""
+    names = {i.name for i in session.get_inputs()}
+    if names != set(PROMPT_ENCODER_INPUTS):
+        raise ArtifactError(f"prompt encoder inputs {sorted(names)} are not {list(PROMPT_ENCODER_INPUTS)}")
+    mask_type = _dtypes(session)["type_mask"]
+
+    def encode(head_ids: np.ndarray, type_mask: np.ndarray) -> dict[str, np.ndarray]:
+        outs = session.run(list(PROMPT_ENCODING), {"prompt_ids": head_ids, "type_mask": type_mask.astype(mask_type)})
+        return dict(zip(PROMPT_ENCODING, outs))
+
+    return encode
+
+
+def ort_types_tagger(session: Any) -> Any:
+    """The tagger graph of a types model as a TagFn: text windows + a prompt's encoding -> logits."""
+    names = {i.name for i in session.get_inputs()}
+    if names != set(TYPES_INPUTS):
+        raise ArtifactError(f"ONNX graph inputs {sorted(names)} are not those of a types graph {list(TYPES_INPUTS)}")
+    dtypes = _dtypes(session)
+
+    def tag(batch: dict[str, np.ndarray], encoding: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        for k in PROMPT_ENCODING:  # an fp16 graph takes its encoding in fp16 (the encoder runs in fp32)
+            v = encoding[k]
+            feed[k] = v if v.dtype == dtypes[k] else v.astype(dtypes[k])
+        return session.run(["logits"], feed)[0]
+
+    return tag
+
+
+def ort_prompted(session: Any, prompt_session: Any, encoder: PromptEncoder, default: Any, limits: Any,
+                 cache_entries: int = 256, cache_bytes: int = 256 << 20, **pipeline_kwargs: Any) -> Any:
+    """A PromptedModel over the two graphs of a types artifact."""
+    from .typed import PromptedModel
+
+    base = TaggingPipeline(encoder, LabelMap.from_types(tuple(default.labels)), lambda batch: None, head_cached=True,
+                           **pipeline_kwargs)
+    return PromptedModel(base, ort_prompt_encoder(prompt_session), ort_types_tagger(session), default, limits,
+                         cache_entries, cache_bytes)
+
+
 def onnx_pipeline(session: Any, encoder: PromptEncoder, labels: LabelMap, prompt_attention: str = "joint",
                   **pipeline_kwargs: Any) -> TaggingPipeline:
     """A TaggingPipeline over an ORT session, fed the way the graph's prompt attention wants."""
@@ -116,6 +167,9 @@ class Artifact:
         self.prompt_text = (self.folder / C.PROMPT_TEXT).read_text(encoding="utf-8")
         self.tokenizer, self.specials = load_tokenizer(self.folder)
         self.prompt_attention = self.config.encoding.prompt_attention
+        self.head = self.config.encoding.head
+        if self.head not in ("fixed", "types"):
+            raise ArtifactError(f"{self.folder}: unknown head {self.head!r} in the manifest (a newer promptbert?)")
         if self.prompt_attention not in C.PROMPT_ATTENTION:
             raise ArtifactError(f"{self.folder}: unknown prompt_attention {self.prompt_attention!r} in the manifest")
 
@@ -125,7 +179,8 @@ class Artifact:
 
     def encoder(self) -> PromptEncoder:
         encoding = self.config.encoding
-        enc = PromptEncoder(self.tokenizer, self.prompt_text, encoding.max_length, encoding.stride, self.specials)
+        enc = PromptEncoder(self.tokenizer, self.prompt_text, encoding.max_length, encoding.stride, self.specials,
+                            text_tokens=encoding.text_tokens or None)
         expected = self.config.prompt.tokens
         if enc.prompt_tokens != expected:
             raise ArtifactError(f"{self.folder}: the prompt encodes to {enc.prompt_tokens} tokens but the model was "
@@ -180,8 +235,33 @@ class Artifact:
                 return self.pipeline("auto", "cpu", threads, spinning, **pipeline_kwargs)
         if "call_cost" not in pipeline_kwargs:  # how a batch is cut into ORT calls depends on the device
             pipeline_kwargs["call_cost"] = default_call_cost(gpu=CUDA in got)
+        if self.head == "types":
+            prompted = ort_prompted(session, self.prompt_session(got, threads, spinning), encoder, self.default_spec(),
+                                    self.limits(), **pipeline_kwargs)
+            return prompted, LoadedModel(name, list(got), path)
         pipe = onnx_pipeline(session, encoder, self.labels, self.prompt_attention, **pipeline_kwargs)
         return pipe, LoadedModel(name, list(got), path)
+
+    def prompt_session(self, providers: list[str], threads: int | None, spinning: bool) -> Any:
+        """The prompt encoder of a types artifact (fp32, run once per distinct prompt), hash-checked."""
+        path = self.folder / C.PROMPT_ENCODER
+        expected = self.config.files.get(C.PROMPT_ENCODER, {}).get("sha256")
+        if not path.is_file():
+            raise ArtifactError(f"{path}: ONNX file not found (a types artifact needs its prompt encoder)")
+        if expected and file_sha256(path) != expected:
+            raise ArtifactError(f"{path}: does not match the manifest's sha256 (corrupt or modified file)")
+        return make_session(path, providers, threads, spinning)
+
+    def default_spec(self) -> Any:
+        from .prompt import PromptSpec
+
+        return PromptSpec.from_yaml(self.folder / C.PROMPT_SPEC)
+
+    def limits(self) -> Any:
+        from .typed import PromptLimits
+
+        enc = self.config.encoding
+        return PromptLimits(enc.max_prompt_tokens, enc.max_types)
 
 
 def _preload_cuda() -> None:

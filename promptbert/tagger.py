@@ -8,7 +8,7 @@ gates -- so that they all pre- and post-process alike. An artifact folder runs o
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -19,6 +19,10 @@ from .errors import ArtifactError, InputError
 from .labels import LabelMap
 from .manifest import ArtifactConfig, ModelManifest, kind_of, version_warnings
 from .pipeline import TaggingPipeline
+from .prompt import PromptSpec
+from .typed import PreparedPrompt, PromptedModel, narrow, spec_from_request
+
+PromptLike = PromptSpec | PreparedPrompt | Mapping[str, Any]
 
 log = logging.getLogger("promptbert")
 
@@ -33,8 +37,10 @@ class Tagger:
     """
 
     def __init__(self, pipeline: TaggingPipeline, config: ArtifactConfig | ModelManifest | None = None,
-                 variant: str = "", providers: Sequence[str] = (), path: Path | None = None) -> None:
-        self.pipeline = pipeline
+                 variant: str = "", providers: Sequence[str] = (), path: Path | None = None,
+                 prompted: PromptedModel | None = None) -> None:
+        self.prompted = prompted  # a label-semantic (``types``) model: the prompt decides the labels
+        self.pipeline = prompted.pipeline() if prompted is not None else pipeline
         self.config = config
         self.variant = variant
         self.providers = list(providers)
@@ -47,19 +53,26 @@ class Tagger:
         """Load an artifact folder (``promptbert export``) or a model folder (``promptbert train``).
 
         ``variant``: auto (fp16/fp32 on CUDA, int8 on CPU), fp32, optimized, int8 or fp16; ``device``: auto,
-        cpu or cuda. ``pipeline_options`` go to ``TaggingPipeline`` (batching, ``split_sentences``).
+        cpu or cuda. ``pipeline_options`` go to ``TaggingPipeline`` (batching, ``split_sentences``); a types
+        model also takes ``cache_entries`` and ``cache_bytes``, the bounds of its prompt cache.
         """
         folder = Path(path)
         if not folder.is_dir():
             raise ArtifactError(f"{folder}: artifact or model folder not found")
+        cache = {k: pipeline_options.pop(k) for k in ("cache_entries", "cache_bytes") if k in pipeline_options}
         if kind_of(folder) == C.MODEL_FOLDER_KIND:
-            tagger = cls._from_model_folder(folder, variant, device, **pipeline_options)
+            tagger = cls._from_model_folder(folder, variant, device, **cache, **pipeline_options)
         else:
             from .runtime import Artifact
 
             artifact = Artifact(folder)
+            if artifact.head == "types":
+                pipeline_options.update(cache)
             pipe, loaded = artifact.pipeline(variant, device, threads, spinning, **pipeline_options)
-            tagger = cls(pipe, artifact.config, loaded.variant, loaded.providers, loaded.path)
+            if artifact.head == "types":  # `pipe` is the PromptedModel over the artifact's two graphs
+                tagger = cls(pipe.base, artifact.config, loaded.variant, loaded.providers, loaded.path, prompted=pipe)
+            else:
+                tagger = cls(pipe, artifact.config, loaded.variant, loaded.providers, loaded.path)
         for line in version_warnings(tagger.config.versions):  # type: ignore[union-attr]
             log.warning("%s: %s", folder, line)
         return tagger
@@ -82,8 +95,25 @@ class Tagger:
         target = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
         model, encoder, labels, manifest = load_model_folder(folder)
         model.to(target)
+        cache = {k: pipeline_options.pop(k) for k in ("cache_entries", "cache_bytes") if k in pipeline_options}
+        if manifest.encoding.head == "types":
+            from .prompt import PromptSpec
+            from .training.typed import prompted_model
+            from .typed import PromptLimits
+
+            limits = PromptLimits(manifest.encoding.max_prompt_tokens, manifest.encoding.max_types)
+            prompted = prompted_model(model, encoder, PromptSpec.from_yaml(folder / C.PROMPT_SPEC), limits,
+                                      **cache, **pipeline_options)
+            return cls(prompted.base, manifest, "pytorch", [f"torch:{target}"], folder, prompted=prompted)
         pipe = torch_pipeline(model, encoder, labels, **pipeline_options)
         return cls(pipe, manifest, "pytorch", [f"torch:{target}"], folder)
+
+    def observe(self, on_call: Any = None, on_cache: Any = None) -> None:
+        """Report every model call (``TaggingPipeline.on_call``) and, types models, every prompt-cache lookup."""
+        self.pipeline.on_call = on_call
+        if self.prompted is not None:
+            self.prompted.base.on_call = on_call
+            self.prompted.cache.observer = on_cache
 
     @property
     def labels(self) -> LabelMap:
@@ -95,23 +125,64 @@ class Tagger:
 
     @overload
     def predict(self, texts: str, aggregation_strategy: str | None = ..., min_score: float = ...,
-                entity_types: Sequence[str] | None = ...) -> list[Entity]: ...
+                entity_types: Sequence[str] | None = ..., prompt: PromptLike | None = ...) -> list[Entity]: ...
 
     @overload
     def predict(self, texts: Sequence[str], aggregation_strategy: str | None = ..., min_score: float = ...,
-                entity_types: Sequence[str] | None = ...) -> list[list[Entity]]: ...
+                entity_types: Sequence[str] | None = ..., prompt: PromptLike | None = ...) -> list[list[Entity]]: ...
 
     def predict(self, texts: str | Sequence[str], aggregation_strategy: str | None = None, min_score: float = 0.0,
-                entity_types: Sequence[str] | None = None) -> list[Entity] | list[list[Entity]]:
+                entity_types: Sequence[str] | None = None, prompt: PromptLike | None = None
+                ) -> list[Entity] | list[list[Entity]]:
         """Entities of one text (a list) or of several (a list per text), offsets into the text as given.
 
         ``aggregation_strategy``: simple, first, average or max (default: the artifact's best on dev);
-        ``min_score`` drops entities scored lower; ``entity_types`` keeps only those types.
+        ``min_score`` drops entities scored lower; ``entity_types`` asks for only those types (a
+        ``types`` model is prompted with just them; a fixed-head model's answer is filtered);
+        ``prompt`` (``types`` models): a PromptSpec, or its fields as a mapping, instead of the default.
         """
         one = isinstance(texts, str)
         batch = [texts] if one else list(texts)  # type: ignore[list-item]
-        out = self.pipeline.entities(batch, aggregation_strategy or self.default_aggregation, min_score, entity_types)
+        strategy = aggregation_strategy or self.default_aggregation
+        if self.prompted is not None:
+            if prompt is not None or entity_types is not None:
+                pipe = self.under(prompt, entity_types).pipeline
+            else:
+                pipe = self.pipeline
+            out = pipe.entities(batch, strategy, min_score, None)
+        else:
+            if prompt is not None:
+                raise InputError("prompt: this model has a fixed label set (head: fixed); "
+                                 "request-time prompts need a model trained with head: types")
+            out = self.pipeline.entities(batch, strategy, min_score, entity_types)
         return out[0] if one else out
+
+    def prepare(self, prompt: PromptLike | None = None, entity_types: Sequence[str] | None = None) -> PreparedPrompt:
+        """A prompt checked against this model's limits (InputError names the field that is wrong)."""
+        if self.prompted is None:
+            raise InputError("prompt: this model has a fixed label set (head: fixed)")
+        if isinstance(prompt, PreparedPrompt):
+            if entity_types is None:
+                return prompt
+            prompt = prompt.spec
+        if prompt is None:
+            spec = self.prompted.default_spec
+        elif isinstance(prompt, PromptSpec):
+            spec = prompt
+        else:
+            spec = spec_from_request(prompt)
+        if entity_types is not None:
+            spec = narrow(spec, list(entity_types))
+        return self.prompted.prepare(spec)
+
+    def under(self, prompt: PromptLike | None = None, entity_types: Sequence[str] | None = None) -> Tagger:
+        """This tagger answering under another prompt (``types`` models): same weights, cached encoding."""
+        import copy
+
+        prepared = self.prepare(prompt, entity_types)
+        view = copy.copy(self)
+        view.pipeline = self.prompted.pipeline(prepared)  # type: ignore[union-attr]
+        return view
 
     __call__ = predict
 

@@ -168,3 +168,66 @@ def tiny_joint_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_base: Pat
     out = tmp_path_factory.mktemp("artifacts") / "tiny_joint"
     export(model, out, ExportConfig(variants=("fp32", "int8")))
     return out
+
+
+# A second corpus for label-semantic (head: types) training: its own type ("team") and a type
+# it shares with the first under another name ("person", learnt as PER).
+TRAIN_B = [
+    ("the acme corp team met john .", "O B-team I-team I-team O B-person O"),
+    ("mary left the world cup team .", "B-person O O B-team I-team I-team O"),
+    ("john smith visited the bank team .", "B-person I-person O O B-team I-team O"),
+    ("the united nations team met mary jones .", "O B-team I-team I-team O B-person I-person O"),
+]
+DEV_B = [("the bank team met john .", "O B-team I-team O B-person O")]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny_corpus_b")
+    write_conll(folder / "train.txt", TRAIN_B, docstart=False)
+    write_conll(folder / "dev.txt", DEV_B, docstart=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_prompt_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("prompts") / "tiny_b.yaml"
+    path.write_text("role: you tag names\ntask: label names as {labels}\nlabels: {PER: person, team: team names}\n",
+                    encoding="utf-8")
+    return path
+
+
+def tiny_types_config(base: Path, corpus: Path, corpus_b: Path, prompt: Path, prompt_b: Path, output: Path, **kw: object):
+    from promptbert.training.config import CorpusConfig
+
+    corpora = (
+        CorpusConfig(data_dir=str(corpus), name="news", prompt=str(prompt),
+                     descriptions={"PER": ("person", "people"), "ORG": ("organization",), "LOC": ("place",),
+                                   "MISC": ("other",)}),
+        CorpusConfig(data_dir=str(corpus_b), name="teams", prompt=str(prompt_b), types={"person": "PER", "team": "team"}),
+    )
+    values: dict[str, object] = dict(head="types", corpora=corpora, max_steps=3, text_tokens=48, max_types=8)
+    values.update(kw)
+    return tiny_train_config(base, corpus, prompt, output, **values)
+
+
+@pytest.fixture(scope="session")
+def tiny_types_model(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, tiny_corpus: Path, tiny_corpus_b: Path,
+                     tiny_prompt: Path, tiny_prompt_b: Path) -> Path:
+    """A label-semantic model folder trained a few steps on the two tiny corpora."""
+    from promptbert.training.train import train
+
+    out = tmp_path_factory.mktemp("models") / "tiny_types"
+    train(tiny_types_config(tiny_base, tiny_corpus, tiny_corpus_b, tiny_prompt, tiny_prompt_b, out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_types_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_types_model: Path) -> Path:
+    """The label-semantic model exported: prompt encoder + tagger, every variant gated."""
+    from promptbert.export.config import ExportConfig
+    from promptbert.export.onnx_export import export
+
+    out = tmp_path_factory.mktemp("artifacts") / "tiny_types"
+    export(tiny_types_model, out, ExportConfig())
+    return out

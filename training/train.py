@@ -72,9 +72,9 @@ def device_and_precision(config: TrainConfig) -> tuple[str, str]:
     return "cuda", config.precision
 
 
-def load_base(config: TrainConfig, labels: LabelMap) -> tuple[Any, Any, str]:
-    """Tokenizer and a fresh token-classification head on the base model."""
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+def load_base(config: TrainConfig, labels: LabelMap | None) -> tuple[Any, Any, str]:
+    """Tokenizer and a fresh token-classification head on the base model (``labels`` None: the bare encoder)."""
+    from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer
 
     from transformers.utils import logging as hf_logging
 
@@ -83,15 +83,18 @@ def load_base(config: TrainConfig, labels: LabelMap) -> tuple[Any, Any, str]:
     hf_logging.set_verbosity_error()  # "newly initialized: classifier ... TRAIN this model": the point of training
     try:
         tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
-        model = AutoModelForTokenClassification.from_pretrained(
-            base, num_labels=len(labels.labels), id2label=labels.id2label, label2id=labels.label2id
-        )
+        if labels is None:
+            model = AutoModel.from_pretrained(base, add_pooling_layer=False)
+        else:
+            model = AutoModelForTokenClassification.from_pretrained(
+                base, num_labels=len(labels.labels), id2label=labels.id2label, label2id=labels.label2id
+            )
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"base_model: cannot load {config.base_model!r} ({first[:200]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-    log.info("base model %s: a new %d-label classification head", base, len(labels.labels))
+    log.info("base model %s: a new %s head", base, f"{len(labels.labels)}-label classification" if labels else "label-semantic")
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"base_model: {config.base_model!r} has no fast tokenizer (tokenizer.json)")
     if getattr(model.config, "type_vocab_size", 2) < 2:
@@ -192,7 +195,10 @@ class CompactProgress(ProgressCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or self.training_bar is None or not logs:
             return
-        if "eval_f1" in logs:
+        if "eval_f1" in logs and "eval_precision" not in logs:  # a types run: F1 per corpus
+            per = ", ".join(f"{k[8:]} {v:.4f}" for k, v in logs.items() if k.startswith("eval_f1_"))
+            self.training_bar.write(f"step {state.global_step} (epoch {state.epoch or 0:.2f}): dev F1 {logs['eval_f1']:.4f} ({per})")
+        elif "eval_f1" in logs:
             self.training_bar.write(
                 f"step {state.global_step} (epoch {state.epoch or 0:.2f}): dev F1 {logs['eval_f1']:.4f}, precision "
                 f"{logs.get('eval_precision', float('nan')):.4f}, recall {logs.get('eval_recall', float('nan')):.4f}, "
@@ -218,13 +224,68 @@ class TimeBudget(TrainerCallback):
         return control
 
 
+def training_args(config: TrainConfig, out: Path, device: str, precision: str, **overrides: Any) -> Any:
+    """The Trainer's arguments of a run: evaluate and save per epoch (or at max_steps), keep the best by dev F1."""
+    from transformers import TrainingArguments
+
+    work = out / "_trainer"
+    settings: dict[str, Any] = dict(
+        output_dir=str(work),
+        logging_dir=str(out / "logs"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        eval_strategy="epoch" if config.max_steps <= 0 else "steps",
+        save_strategy="epoch" if config.max_steps <= 0 else "steps",
+        eval_steps=None if config.max_steps <= 0 else max(1, config.max_steps),
+        save_steps=None if config.max_steps <= 0 else max(1, config.max_steps),
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="f1",
+        greater_is_better=True,
+        logging_steps=config.logging_steps,
+        report_to=[r for r in config.report_to if r != "none"] or "none",
+        seed=config.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        group_by_length=True,  # fewer pad tokens: matters on CPU
+        disable_tqdm=not config.progress,
+        dataloader_num_workers=0,
+        save_safetensors=True,
+    )
+    settings.update(overrides)
+    return TrainingArguments(**settings)
+
+
+def training_callbacks(config: TrainConfig) -> tuple[list[Any], TimeBudget | None]:
+    """Early stopping and the time budget, as the config asks."""
+    from transformers import EarlyStoppingCallback
+
+    callbacks: list[Any] = []
+    if config.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    budget = TimeBudget(config.time_budget_minutes) if config.time_budget_minutes > 0 else None
+    if budget is not None:
+        callbacks.append(budget)
+    return callbacks, budget
+
+
 def train(config: TrainConfig, config_path: str | None = None, force: bool = False) -> ModelManifest:
     """Run one training; returns the manifest. The model folder appears only when everything succeeded."""
     import torch
     import transformers
-    from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainingArguments
+    from transformers import DataCollatorForTokenClassification, Trainer
 
     transformers.set_seed(config.seed)
+    if config.head == "types":
+        from .train_types import train_types
+
+        return train_types(config, config_path, force)
     labels = LabelMap.from_types(config.entity_types)
     train_file = D.find_split(config.data_dir, "train")
     dev_file = D.find_split(config.data_dir, "dev")
@@ -257,41 +318,8 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
 
     with atomic_dir(config.output_dir, force=force) as out:
         work = out / "_trainer"
-        args = TrainingArguments(
-            output_dir=str(work),
-            logging_dir=str(out / "logs"),
-            num_train_epochs=config.epochs,
-            max_steps=config.max_steps,
-            learning_rate=config.learning_rate,
-            weight_decay=config.weight_decay,
-            warmup_ratio=config.warmup_ratio,
-            per_device_train_batch_size=config.batch_size,
-            per_device_eval_batch_size=config.eval_batch_size,
-            eval_strategy="epoch" if config.max_steps <= 0 else "steps",
-            save_strategy="epoch" if config.max_steps <= 0 else "steps",
-            eval_steps=None if config.max_steps <= 0 else max(1, config.max_steps),
-            save_steps=None if config.max_steps <= 0 else max(1, config.max_steps),
-            save_total_limit=2,
-            load_best_model_at_end=True,
-            metric_for_best_model="f1",
-            greater_is_better=True,
-            logging_steps=config.logging_steps,
-            report_to=[r for r in config.report_to if r != "none"] or "none",
-            seed=config.seed,
-            bf16=precision == "bf16",
-            fp16=precision == "fp16",
-            use_cpu=device == "cpu",
-            group_by_length=True,  # fewer pad tokens: matters on CPU
-            disable_tqdm=not config.progress,
-            dataloader_num_workers=0,
-            save_safetensors=True,
-        )
-        callbacks: list[Any] = []
-        if config.early_stopping_patience > 0:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-        budget = TimeBudget(config.time_budget_minutes) if config.time_budget_minutes > 0 else None
-        if budget is not None:
-            callbacks.append(budget)
+        args = training_args(config, out, device, precision)
+        callbacks, budget = training_callbacks(config)
         trainer = Trainer(
             model=trained,
             args=args,

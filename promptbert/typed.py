@@ -1,0 +1,302 @@
+"""Label-semantic prompts: the prompt's own entity types decide what a request tags.
+
+A model with the ``types`` head has no fixed label set. Each entity type named in the prompt
+(``labels``: name -> description) gets a vector pooled from the prompt's hidden states over
+that type's ``NAME (description)`` span in the rendered text, and a word's score for ``B-t`` /
+``I-t`` is a learned product of its hidden state with type ``t``'s vector (plus a learned ``O``
+score). The labels of a request are therefore ``O, B-t1, I-t1, B-t2, ...`` in the prompt's order.
+
+Because the prompt attends only to itself, everything the text needs from it -- keys and values
+in every layer, the type vectors -- depends on the prompt alone: it is computed once per
+distinct prompt (``PromptCache``) and reused by every text tagged under it.
+
+This module is shared by training, export and serving (it never imports torch): the same
+renderer, the same spans, the same fingerprint everywhere, so a request's prompt is the prompt
+training would have built from the same spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from . import config as cfg
+from .errors import ConfigError, InputError
+from .labels import OUTSIDE, LabelMap
+from .prompt import LABELS_PLACEHOLDER, PromptDetails, PromptSpec, fingerprint, render
+
+HEADS = ("fixed", "types")  # the manifest's encoding.head; manifests without the key are fixed
+DEFAULT_MAX_TYPES = 32
+TYPES_LINE = "Types: "  # added where a prompt has no {labels} placeholder, so every type has a span
+
+# What a backend computes from a prompt (keys, values, type_keys, type_bias as numpy arrays),
+# and how it tags a batch of text windows with that encoding.
+PromptEncodeFn = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
+TagFn = Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], np.ndarray]
+# Told of every cache lookup: hit or not, seconds spent encoding (0 on a hit), entries and bytes held after it.
+CacheObserver = Callable[[bool, float, int, int], None]
+
+
+def _parts(spec: PromptSpec) -> list[str]:
+    d = spec.details
+    return [spec.role, spec.task, *spec.requirements, *d.steps, *d.examples, *d.tips]
+
+
+def render_typed(spec: PromptSpec, types: Sequence[str] | None = None) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered prompt and, per type, the character span of its ``NAME (description)``.
+
+    The text is ``prompt.render``'s (what a fixed-head model sees), with a ``Types:`` line added
+    when no part says ``{labels}``: a type the text never names could not be pooled.
+    """
+    types = tuple(types) if types is not None else tuple(spec.labels)
+    text = render(spec, types)
+    pieces, spans, at = [], [], 0
+    for i, t in enumerate(types):
+        d = " ".join(spec.labels.get(t, "").split())
+        piece = f"{t} ({d})" if d else t
+        if i:
+            at += 2  # ", "
+        spans.append((at, at + len(piece)))
+        at += len(piece)
+        pieces.append(piece)
+    label_text = ", ".join(pieces)
+    if not any(LABELS_PLACEHOLDER in p for p in _parts(spec)):
+        text = f"{text}\n{TYPES_LINE}{label_text}"
+    start = text.find(label_text)
+    if start < 0:  # cannot happen with render(); a guard against the two drifting apart
+        raise ConfigError("prompt: the rendered text does not contain its label list")
+    return text, [(a + start, b + start) for a, b in spans]
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    """A prompt ready for a ``types`` model: its text, ids, type spans and the labels it defines."""
+
+    spec: PromptSpec
+    types: tuple[str, ...]
+    text: str
+    head_ids: tuple[int, ...]  # [CLS] prompt [SEP]
+    type_mask: np.ndarray  # [types, head tokens] float32, each row averages its type's span
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.text)
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...]]:
+        """Cache identity: the rendered text and the types in order (the text alone names them too)."""
+        return self.fingerprint, self.types
+
+    @property
+    def labels(self) -> LabelMap:
+        return LabelMap.from_types(self.types)
+
+    @property
+    def tokens(self) -> int:
+        return len(self.head_ids) - 2
+
+
+@dataclass(frozen=True)
+class PromptLimits:
+    """What a ``types`` model accepts, from its manifest."""
+
+    max_prompt_tokens: int
+    max_types: int = DEFAULT_MAX_TYPES
+
+
+def check_types(spec: PromptSpec, max_types: int, where: str = "prompt") -> None:
+    """Entity types a request may name: 1..max_types, no two alike ignoring case."""
+    names = list(spec.labels)
+    if not names:
+        raise InputError(f"{where}.labels: a prompt needs at least one entity type (name: description)")
+    if len(names) > max_types:
+        raise InputError(f"{where}.labels: {len(names)} entity types, more than the {max_types} this model takes")
+    seen: dict[str, str] = {}
+    for n in names:
+        if n == OUTSIDE:
+            raise InputError(f"{where}.labels.{n}: {OUTSIDE!r} is the outside tag, not a type name")
+        if n.lower() in seen:
+            raise InputError(f"{where}.labels.{n}: duplicate type name (also {seen[n.lower()]!r})")
+        seen[n.lower()] = n
+
+
+def prepare(spec: PromptSpec, tokenizer: Tokenizer, cls_id: int, sep_id: int, limits: PromptLimits,
+            where: str = "prompt") -> PreparedPrompt:
+    """Render, tokenize and locate the types of one prompt; a prompt the model cannot take raises InputError."""
+    check_types(spec, limits.max_types, where)
+    for name in spec.labels:
+        if not tokenizer.encode(name, add_special_tokens=False).ids:
+            raise InputError(f"{where}.labels.{name}: the type name is no token for this tokenizer")
+    types = tuple(spec.labels)
+    text, spans = render_typed(spec, types)
+    enc = tokenizer.encode(text, add_special_tokens=False)
+    if len(enc.ids) > limits.max_prompt_tokens:
+        raise InputError(f"{where}: renders to {len(enc.ids)} tokens, more than the {limits.max_prompt_tokens} this "
+                         f"model's positions leave beside a text window (shorten details.examples first)")
+    head = (cls_id, *enc.ids, sep_id)
+    mask = np.zeros((len(types), len(head)), dtype=np.float32)
+    for k, (a, b) in enumerate(spans):
+        for j, (s, e) in enumerate(enc.offsets):
+            if s < b and e > a:
+                mask[k, j + 1] = 1.0
+        if not mask[k].any():
+            raise InputError(f"{where}.labels.{types[k]}: renders to no tokens")
+        mask[k] /= mask[k].sum()
+    return PreparedPrompt(spec, types, text, head, mask)
+
+
+def spec_from_request(data: Any, where: str = "prompt") -> PromptSpec:
+    """A client's prompt (the fields of ``prompts/*.yaml`` as a JSON object) as a PromptSpec.
+
+    ``labels`` may be a mapping or a list of ``{"name", "description"}`` (a list can say a
+    name twice, which JSON objects silently cannot). Unknown fields are refused.
+    """
+    if not isinstance(data, Mapping):
+        raise InputError(f"{where}: expected an object with role, task, requirements, details, labels")
+    data = dict(data)
+    labels = data.get("labels")
+    if isinstance(labels, list):
+        pairs: dict[str, str] = {}
+        for i, item in enumerate(labels):
+            if not isinstance(item, Mapping) or set(item) != {"name", "description"}:
+                raise InputError(f"{where}.labels[{i}]: expected {{\"name\": ..., \"description\": ...}}")
+            name = item["name"]
+            if name in pairs:
+                raise InputError(f"{where}.labels.{name}: duplicate type name")
+            pairs[name] = item["description"]
+        data["labels"] = pairs
+    if isinstance(data.get("requirements"), str):
+        data["requirements"] = [data["requirements"]]
+    try:
+        return cfg.from_dict(PromptSpec, data, where)
+    except ConfigError as exc:
+        msg = str(exc)
+        raise InputError(msg if msg.startswith(where) else f"{where}.{msg}") from None
+
+
+def narrow(spec: PromptSpec, entity_types: Sequence[str], where: str = "entity_types") -> PromptSpec:
+    """The same prompt naming only ``entity_types`` (in that order): what the model is asked to tag."""
+    unknown = [t for t in entity_types if t not in spec.labels]
+    if unknown:
+        raise InputError(f"{where}: unknown type {unknown[0]!r} (the prompt names {', '.join(spec.labels)})")
+    if not entity_types:
+        raise InputError(f"{where}: name at least one type")
+    return dataclasses.replace(spec, labels={t: spec.labels[t] for t in dict.fromkeys(entity_types)})
+
+
+def with_types(spec: PromptSpec, labels: Mapping[str, str], details: PromptDetails | None = None) -> PromptSpec:
+    """``spec`` with other types (and optionally other details): how training draws its prompts."""
+    return dataclasses.replace(spec, labels=dict(labels), details=spec.details if details is None else details)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int
+    bytes: int
+    hits: int
+    misses: int
+    evictions: int
+    encode_seconds: float
+    max_entries: int
+    max_bytes: int
+
+
+class PromptCache:
+    """Encodings of recent prompts, least recently used evicted first, bounded by entries and bytes.
+
+    A full cache evicts; it never refuses. An encoding larger than the whole byte budget is
+    returned without being kept, so a flood of distinct (or huge) prompts costs encode time,
+    never memory. Thread-safe: the service's workers tag from threads.
+    """
+
+    def __init__(self, encode: PromptEncodeFn, max_entries: int = 256, max_bytes: int = 256 << 20,
+                 observer: CacheObserver | None = None) -> None:
+        if max_entries < 1 or max_bytes < 1:
+            raise ConfigError(f"prompt cache: max_entries and max_bytes must be >= 1, got {max_entries}, {max_bytes}")
+        self.encode = encode
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.observer = observer  # the service's /metrics
+        self._items: OrderedDict[Any, tuple[dict[str, np.ndarray], int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = self.evictions = 0
+        self.encode_seconds = 0.0
+
+    def get(self, prompt: PreparedPrompt) -> dict[str, np.ndarray]:
+        key = prompt.key
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                entries, size = len(self._items), self._bytes
+            else:
+                self.misses += 1
+        if found is not None:
+            if self.observer is not None:
+                self.observer(True, 0.0, entries, size)
+            return found[0]
+        t0 = time.perf_counter()  # encoded outside the lock: other prompts' requests go on meanwhile
+        enc = self.encode(np.asarray([prompt.head_ids], dtype=np.int64), prompt.type_mask)
+        seconds = time.perf_counter() - t0
+        size = sum(a.nbytes for a in enc.values())
+        with self._lock:
+            self.encode_seconds += seconds
+            if size <= self.max_bytes and key not in self._items:
+                self._items[key] = (enc, size)
+                self._bytes += size
+                while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+                    _, (_, dropped) = self._items.popitem(last=False)
+                    self._bytes -= dropped
+                    self.evictions += 1
+            entries, held = len(self._items), self._bytes
+        if self.observer is not None:
+            self.observer(False, seconds, entries, held)
+        return enc
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(len(self._items), self._bytes, self.hits, self.misses, self.evictions,
+                              round(self.encode_seconds, 6), self.max_entries, self.max_bytes)
+
+
+class PromptedModel:
+    """A ``types`` model behind one TaggingPipeline per prompt, sharing the encoder, the backend and the cache.
+
+    The text windows of a ``types`` model do not depend on the prompt (a fixed text budget; the
+    backend places the text after whatever head it is given), so every prompt's pipeline is the
+    same pipeline with that prompt's labels and encoding.
+    """
+
+    def __init__(self, pipeline: Any, encode: PromptEncodeFn, tag: TagFn, default: PromptSpec, limits: PromptLimits,
+                 cache_entries: int = 256, cache_bytes: int = 256 << 20) -> None:
+        self.base = pipeline
+        self.tag = tag
+        self.limits = limits
+        self.default_spec = default
+        self.cache = PromptCache(encode, cache_entries, cache_bytes)
+        self.default = self.prepare(default, "default prompt")
+
+    def prepare(self, spec: PromptSpec, where: str = "prompt") -> PreparedPrompt:
+        enc = self.base.encoder
+        return prepare(spec, enc.tokenizer, enc.cls_id, enc.sep_id, self.limits, where)
+
+    def pipeline(self, prompt: PreparedPrompt | None = None) -> Any:
+        """The TaggingPipeline of one prompt (the default when None); its encoding comes from the cache."""
+        import copy
+
+        prompt = prompt or self.default
+        encoding = self.cache.get(prompt)
+        view = copy.copy(self.base)
+        view.labels = prompt.labels
+        view.logits_fn = lambda batch: self.tag(batch, encoding)
+        return view

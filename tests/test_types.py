@@ -1,0 +1,269 @@
+"""Label-semantic (head: types) models: the prompt's types are the labels, its encoding is cached.
+
+Trained a few steps on two tiny corpora (conftest), exported, run in process and through a real
+`bentoml serve`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from promptbert import constants as C
+from promptbert.errors import InputError
+from promptbert.prompt import PromptSpec, fingerprint, render
+from promptbert.tagger import Tagger
+from promptbert.typed import PromptCache, render_typed, spec_from_request
+
+TEXT = "John Smith met the Acme Corp team in Paris ."
+TEAM = {"role": "you tag names", "task": "label names as {labels}", "labels": {"team": "team names"}}
+PLACES = {"role": "you tag names", "task": "find {labels}", "labels": {"LOC": "place", "PER": "person"}}
+
+
+def test_rendering_spans_and_fingerprint_are_training_s(tiny_types_model):
+    """A request naming the default prompt's fields renders to the very text (and fingerprint) training stored."""
+    spec = PromptSpec.from_yaml(tiny_types_model / C.PROMPT_SPEC)
+    stored = (tiny_types_model / C.PROMPT_TEXT).read_text(encoding="utf-8")
+    manifest = json.loads((tiny_types_model / C.MANIFEST).read_text())
+    as_request = spec_from_request({k: v for k, v in spec.to_dict().items() if k != "name"})
+    text, spans = render_typed(as_request)
+    assert text == stored and fingerprint(text) == manifest["prompt"]["fingerprint"]
+    assert text == render(spec)  # the {labels} placeholder is filled as for a fixed-head model
+    assert [text[a:b] for a, b in spans] == [f"{t} ({d})" for t, d in spec.labels.items()]
+    # Without a {labels} placeholder the types still get a line (and a span) of their own.
+    bare = spec_from_request({"role": "r", "task": "t", "labels": {"A": "first", "B": "second"}})
+    text, spans = render_typed(bare)
+    assert text.endswith("Types: A (first), B (second)") and [text[a:b] for a, b in spans] == ["A (first)", "B (second)"]
+    # The same types as a list of objects: the same prompt.
+    listed = spec_from_request({"role": "r", "task": "t", "labels": [{"name": "A", "description": "first"},
+                                                                    {"name": "B", "description": "second"}]})
+    assert render_typed(listed) == render_typed(bare)
+
+
+def test_types_model_trains_on_two_corpora_and_exports(tiny_types_model, tiny_types_artifact):
+    src = json.loads((tiny_types_model / C.MANIFEST).read_text())
+    assert src["encoding"]["head"] == "types" and src["encoding"]["max_types"] == 8
+    assert src["encoding"]["max_prompt_tokens"] == 512 - 48 - 3  # positions - text window - 3 specials
+    assert set(src["training"]["corpora"]) == {"news", "teams"}
+    assert src["training"]["corpora"]["teams"]["types"] == ["PER", "team"]  # "person" learnt as PER
+    assert "dev:teams" in src["metrics"] and "test:news" in src["metrics"]
+    art = json.loads((tiny_types_artifact / C.MANIFEST).read_text())
+    assert art["encoding"]["head"] == "types" and set(art["variants"]) == {"fp32", "optimized", "int8", "fp16"}
+    assert C.PROMPT_ENCODER in art["files"] and (tiny_types_artifact / C.PROMPT_ENCODER).is_file()
+    parity = json.loads((tiny_types_artifact / C.PARITY).read_text())["fp32_vs_pytorch"]
+    assert parity["passed"] and parity["prompts"] == 2 and parity["max_abs_logit_diff"] <= 1e-3
+
+
+@pytest.mark.parametrize("prompt", [None, TEAM, PLACES])
+def test_onnx_equals_pytorch_under_each_prompt(tiny_types_model, tiny_types_artifact, prompt):
+    torch_tagger = Tagger.from_pretrained(tiny_types_model).under(prompt)
+    onnx_tagger = Tagger.from_pretrained(tiny_types_artifact, "fp32").under(prompt)
+    assert torch_tagger.entity_types == onnx_tagger.entity_types
+    words = [TEXT.split(), "Mary visited the world cup team in London".split()]
+    for a, b in zip(torch_tagger.piece_probs(words), onnx_tagger.piece_probs(words)):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, atol=1e-4)
+
+
+def test_the_prompt_decides_the_labels(tiny_types_artifact):
+    tagger = Tagger.from_pretrained(tiny_types_artifact, "int8")
+    default = tagger.predict(TEXT)
+    assert {e["entity_group"] for e in default} <= {"PER", "ORG", "LOC", "MISC"}
+    team = tagger.predict([TEXT] * 2, prompt=TEAM, min_score=0.0)
+    assert all(e["entity_group"] == "team" for ents in team for e in ents) and team[0] == team[1]
+    assert tagger.under(TEAM).entity_types == ("team",)
+    # entity_types asks the model for just those types (a prompt naming them), in that order.
+    assert tagger.under(None, ["LOC"]).entity_types == ("LOC",)
+    assert all(e["entity_group"] == "LOC" for e in tagger.predict(TEXT, entity_types=["LOC"]))
+    assert tagger.under(PLACES, ["PER", "LOC"]).entity_types == ("PER", "LOC")
+    stats = tagger.prompted.cache.stats()
+    assert stats.hits >= 1 and stats.entries >= 3  # the second text under TEAM, and each distinct prompt once
+
+
+@pytest.mark.parametrize(
+    ("prompt", "needle"),
+    [
+        ({"role": "r", "task": "t", "labels": {}}, "prompt.labels: a prompt needs at least one entity type"),
+        ({"role": "r", "task": "t", "labels": {f"T{i}": "x" for i in range(9)}}, "9 entity types, more than the 8"),
+        ({"role": "r", "task": "t", "labels": [{"name": "A", "description": "x"}, {"name": "A", "description": "y"}]},
+         "prompt.labels.A: duplicate type name"),
+        ({"role": "r", "task": "t", "labels": {"team": "x", "Team": "y"}}, "prompt.labels.Team: duplicate type name"),
+        ({"role": "r", "task": "t", "labels": {"A": " "}}, "labels.A: the description must not be empty"),
+        ({"role": "r", "task": "t", "labels": {"A": "x"}, "colour": "red"}, "colour: unknown key"),
+        ({"role": "r " * 600, "task": "t", "labels": {"A": "x"}}, "tokens, more than the 461"),
+        ({"role": "r", "task": "t", "labels": {"\u200b": "x"}}, "is no token for this tokenizer"),
+        ({"role": "", "task": "t", "labels": {"A": "x"}}, "role: must not be empty"),
+        ("a string", "prompt: expected an object"),
+    ],
+)
+def test_bad_prompts_name_the_field(tiny_types_artifact, prompt, needle):
+    tagger = Tagger.from_pretrained(tiny_types_artifact, "fp32")
+    with pytest.raises(InputError, match=needle.replace("(", r"\(").replace(".", r"\.")):
+        tagger.predict(TEXT, prompt=prompt)
+
+
+def test_fixed_head_models_refuse_prompts(tiny_artifact):
+    with pytest.raises(InputError, match="fixed label set"):
+        Tagger.from_pretrained(tiny_artifact, "fp32").predict(TEXT, prompt=TEAM)
+
+
+def test_prompt_cache_evicts_by_entries_and_bytes_and_never_fails(tiny_types_artifact):
+    tagger = Tagger.from_pretrained(tiny_types_artifact, "fp32")
+    prompts = [tagger.prepare({"role": "r", "task": "t", "labels": {f"T{i}": "x"}}) for i in range(5)]
+    calls = []
+
+    def encode(ids, mask):
+        calls.append(ids.shape)
+        return {"keys": np.zeros((4, 100), np.float32)}  # 1,600 bytes
+
+    by_entries = PromptCache(encode, max_entries=2, max_bytes=1 << 20)
+    for p in prompts + prompts[-2:]:
+        by_entries.get(p)
+    s = by_entries.stats()
+    assert (s.entries, s.misses, s.hits, s.evictions) == (2, 5, 2, 3)
+    by_bytes = PromptCache(encode, max_entries=100, max_bytes=3500)  # room for two
+    for p in prompts:
+        by_bytes.get(p)
+    assert by_bytes.stats().entries == 2 and by_bytes.stats().bytes == 3200
+    too_small = PromptCache(encode, max_entries=100, max_bytes=1000)  # an encoding bigger than the budget
+    assert too_small.get(prompts[0])["keys"].shape == (4, 100) and too_small.stats().entries == 0
+    # Threads asking for the same and for different prompts all get the right encoding.
+    shared = PromptCache(lambda ids, mask: {"ids": ids.copy()}, max_entries=3, max_bytes=1 << 20)
+    wrong = []
+
+    def worker(k: int) -> None:
+        for j in range(50):
+            p = prompts[(k + j) % 5]
+            if shared.get(p)["ids"].tolist() != [list(p.head_ids)]:
+                wrong.append(k)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong and shared.stats().entries <= 3
+
+
+def test_cli_predict_and_evaluate_under_a_prompt(tiny_types_artifact, tiny_corpus, tmp_path):
+    prompt = tmp_path / "places.yaml"
+    prompt.write_text("role: you tag names\ntask: find {labels}\nlabels: {LOC: place}\n", encoding="utf-8")
+    cli = [sys.executable, "-m", "promptbert.cli"]
+    r = subprocess.run([*cli, "predict", str(tiny_types_artifact), TEXT, "--prompt", str(prompt), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert all(e["entity_group"] == "LOC" for e in json.loads(r.stdout)[0])
+    out = tmp_path / "rep.json"
+    r = subprocess.run([*cli, "evaluate", str(tiny_types_artifact), "--data", str(tiny_corpus), "--split", "test",
+                        "--prompt", str(prompt), "--output", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(out.read_text())["report"]) - {"micro avg", "macro avg", "weighted avg"} >= {"LOC"}
+    assert "PER" not in json.loads(out.read_text())["report"]  # gold PER counts as O under a LOC-only prompt
+    obey = tmp_path / "obey.json"
+    r = subprocess.run([*cli, "prompts", "obey", str(tiny_types_artifact), "--data", str(tiny_corpus), "--split", "test",
+                        "--draws", "3", "--output", str(obey)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(obey.read_text())
+    assert len(rep["draws"]) == 3 and all(len(d["types"]) == 2 and d["unnamed_entities"] == 0 for d in rep["draws"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("role: r\ntask: t\nlabels: {}\n", encoding="utf-8")
+    r = subprocess.run([*cli, "predict", str(tiny_types_artifact), TEXT, "--prompt", str(bad)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "prompt.labels" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def types_url(tiny_types_artifact):
+    """A real `bentoml serve` of the types artifact (one worker: /metadata's cache is per worker)."""
+    from promptbert.launch import ServedArtifact
+
+    env = {"PROMPTBERT_WORKERS": "1", "PROMPTBERT_VARIANT": "fp32", "PROMPTBERT_MAX_LATENCY_MS": "5000"}
+    with ServedArtifact(tiny_types_artifact, env=env) as url:
+        yield url
+
+
+def post(url: str, body: object) -> tuple[int, str]:
+    """Status and body text of a POST (a 4xx too)."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.mark.parametrize(
+    ("prompt", "needle"),
+    [
+        ({"role": "r", "task": "t", "labels": {}}, "prompt.labels: a prompt needs at least one entity type"),
+        ({"role": "r", "task": "t", "labels": {f"T{i}": "x" for i in range(9)}}, "more than the 8"),
+        ({"role": "r", "task": "t", "labels": [{"name": "A", "description": "x"}, {"name": "A", "description": "y"}]},
+         "prompt.labels.A: duplicate type name"),
+        ({"role": "r", "task": "t", "labels": {"A": ""}}, "prompt.labels.A: the description must not be empty"),
+        ({"role": "r", "task": "t", "labels": {"A": "x"}, "colour": "red"}, "Extra inputs are not permitted"),
+        ({"role": "r " * 600, "task": "t", "labels": {"A": "x"}}, "more than the 461"),
+        ({"role": "r", "task": "t", "labels": {"\u200b": "x"}}, "is no token for this tokenizer"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/tag", "/tag_text"])
+def test_service_answers_a_bad_prompt_with_400(types_url, path, prompt, needle):
+    body = {"texts": [TEXT], "prompt": prompt} if path == "/tag" else {"text": TEXT, "prompt": prompt}
+    status, text = post(types_url + path, body)
+    assert status == 400 and needle in text and "error" in json.loads(text), text
+    assert "prompt" in text and ("colour" in text or "colour" not in prompt)  # the field is named
+    assert post(types_url + "/tag", {"texts": [TEXT]})[0] == 200
+
+
+def test_service_metadata_reports_head_limits_and_cache(types_url):
+    import urllib.request
+
+    assert post(types_url + "/tag_text", {"text": TEXT, "prompt": TEAM})[0] == 200
+    meta = json.loads(post(types_url + "/metadata", {})[1])
+    assert meta["head"] == "types" and meta["prompt_limits"] == {"max_prompt_tokens": 461, "max_types": 8}
+    assert meta["prompt_cache"]["entries"] >= 2 and meta["prompt_cache"]["max_entries"] == 256
+    with urllib.request.urlopen(types_url + "/docs.json", timeout=30) as r:
+        schema = json.loads(r.read().decode())  # /tag documents its prompt though it is no batched field
+    tag = schema["paths"]["/tag"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert set(tag) == {"texts", "prompt"} and "labels" in json.dumps(tag["prompt"])
+
+
+def test_real_serve_obeys_each_request_s_prompt_and_caches_it(tiny_types_artifact, types_url):
+    """`bentoml serve`: answers carry only the prompt's types, a repeated prompt is a cache hit, and
+    concurrent requests with different prompts (batched together) each get their own prompt's answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from promptbert.launch import metric_sums, post_json
+
+    local = Tagger.from_pretrained(tiny_types_artifact, "fp32")
+    prompts = [TEAM, PLACES, None]
+    texts = [f"John Smith number {i} met the Acme Corp team in Paris ." for i in range(24)]
+    url = types_url
+    first = post_json(f"{url}/tag_text", {"text": TEXT, "prompt": TEAM})
+    before = metric_sums(url)
+    again = post_json(f"{url}/tag_text", {"text": TEXT, "prompt": TEAM})
+    after = metric_sums(url)
+
+    def one(i: int) -> list:
+        body = {"texts": [texts[i]], **({"prompt": prompts[i % 3]} if prompts[i % 3] else {})}
+        return post_json(f"{url}/tag", body)[0]
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(one, range(len(texts))))
+    meta = post_json(f"{url}/metadata", {})
+    assert first == again and all(e["entity_group"] == "team" for e in first)
+    assert after["promptbert_prompt_cache_hits_total"] - before.get("promptbert_prompt_cache_hits_total", 0) == 1
+    assert after["promptbert_prompt_cache_misses_total"] == before["promptbert_prompt_cache_misses_total"]
+    assert any(int(size) > 1 for size in meta["batch_sizes_seen"]), meta["batch_sizes_seen"]
+
+    for i, got in enumerate(answers):  # fp32: a batch's answer equals the text's own, up to float rounding
+        want = local.predict(texts[i], prompt=prompts[i % 3])
+        assert [{**e, "score": 0} for e in got] == [{**e, "score": 0} for e in want], i
+        assert np.allclose([e["score"] for e in got], [e["score"] for e in want], atol=1e-4), i

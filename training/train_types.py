@@ -1,0 +1,143 @@
+"""``promptbert train`` with ``head: types``: a label-semantic model trained on one or several corpora."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers.trainer_callback import ProgressCallback
+
+from promptbert import config as cfg
+from promptbert import constants as C
+from promptbert.encoding import PromptEncoder
+from promptbert.errors import ConfigError
+from promptbert.manifest import EncodingInfo, ModelManifest, PromptInfo, atomic_dir, file_sha256, now, versions, write_json
+from promptbert.labels import LabelMap
+from promptbert.prompt import MIN_TEXT_TOKENS, fingerprint
+from promptbert.typed import PromptLimits, prepare, render_typed
+
+from .config import CorpusConfig, TrainConfig
+from .train import CompactProgress, device_and_precision, load_base, log, training_args, training_callbacks
+from .typed import HEAD_WEIGHTS, BatchCollator, PromptDraws, TypedTagger, load_corpus, make_batches, make_trainer_class, prompted_model
+
+
+def limits_for(config: TrainConfig, positions: int) -> PromptLimits:
+    """A window is ``[CLS] prompt [SEP] text [SEP]`` within the position table: what is left for the prompt."""
+    left = positions - config.text_tokens - 3
+    if left < MIN_TEXT_TOKENS:
+        raise ConfigError(f"text_tokens: {config.text_tokens} leaves {left} of the base model's {positions} positions "
+                          f"for the prompt (need >= {MIN_TEXT_TOKENS}); lower text_tokens")
+    return PromptLimits(left, config.max_types)
+
+
+def train_types(config: TrainConfig, config_path: str | None = None, force: bool = False) -> ModelManifest:
+    import torch
+
+    from promptbert.tagger import Tagger
+
+    from .evaluate import evaluate_sentences
+
+    tokenizer, base, base_path = load_base(config, None)
+    positions = int(getattr(base.config, "max_position_embeddings", 512))
+    limits = limits_for(config, positions)
+    corpus_configs = config.corpora or (CorpusConfig(data_dir=config.data_dir, prompt=config.prompt),)
+    specials = {k: getattr(tokenizer, k) for k in ("cls_token", "sep_token", "pad_token", "unk_token") if getattr(tokenizer, k, None)}
+    probe = PromptEncoder(tokenizer.backend_tokenizer, "", positions, config.stride, specials, text_tokens=config.text_tokens)
+    corpora = [load_corpus(c, i, config, probe) for i, c in enumerate(corpus_configs)]
+    names = [c.name for c in corpora]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"corpora: two corpora are named alike ({', '.join(names)}); give each a name")
+    default = corpora[0].full_spec()
+    default_text, _ = render_typed(default)
+    encoder = PromptEncoder(tokenizer.backend_tokenizer, default_text, positions, config.stride, specials,
+                            text_tokens=config.text_tokens)
+    prepare(default, encoder.tokenizer, encoder.cls_id, encoder.sep_id, limits, "default prompt")  # fits the limits
+    model = TypedTagger(base)
+    if (Path(base_path) / HEAD_WEIGHTS).is_file():  # a types model folder as the base: its head too (fine-tuning it)
+        model = TypedTagger.load(Path(base_path))
+        log.info("base model %s: its label-semantic head is fine-tuned too", base_path)
+    batches = make_batches(corpora, config.batch_size, config.seed)
+    device, precision = device_and_precision(config)
+    for c in corpora:
+        log.info("corpus %s: %d windows, types %s", c.name, len(c.rows), ", ".join(c.types))
+
+    with atomic_dir(config.output_dir, force=force) as out:
+        work = out / "_trainer"
+        args = training_args(config, out, device, precision, per_device_train_batch_size=1, group_by_length=False,
+                             remove_unused_columns=False)
+        callbacks, budget = training_callbacks(config)
+        trainer_cls = make_trainer_class()
+        trainer_cls.corpora, trainer_cls.encoder, trainer_cls.limits = corpora, encoder, limits
+        trainer = trainer_cls(model=model, args=args, train_dataset=batches, eval_dataset=batches[:1],
+                              data_collator=BatchCollator(corpora, PromptDraws(config, config.seed), encoder, limits),
+                              callbacks=callbacks)
+        if config.progress:
+            trainer.remove_callback(ProgressCallback)
+            trainer.add_callback(CompactProgress)
+        t0 = time.perf_counter()
+        result = trainer.train()
+        train_seconds = time.perf_counter() - t0
+        epochs_done = float(trainer.state.epoch or 0.0)
+        tokens = sum(len(r["input_ids"]) for c in corpora for r in c.rows)
+
+        model.save(out)
+        tokenizer.save_pretrained(str(out))
+        default_labels = LabelMap.from_types(tuple(default.labels))
+        default_labels.save(out / C.LABELS)
+        (out / C.PROMPT_TEXT).write_text(default_text, encoding="utf-8")
+        cfg.dump_yaml(default, out / C.PROMPT_SPEC)
+        cfg.dump_yaml(config, out / C.TRAIN_CONFIG)
+
+        model.eval()
+        metrics: dict[str, Any] = {"corpora": {}}
+        for c in corpora:
+            pmodel = prompted_model(model, encoder, c.full_spec(), limits)
+            tagger = Tagger(pmodel.base, variant="pytorch", prompted=pmodel)
+            per = {"dev": evaluate_sentences(tagger, c.dev)}
+            if c.test:
+                per["test"] = evaluate_sentences(tagger, c.test)
+            metrics["corpora"][c.name] = per
+        metrics.update(metrics["corpora"][corpora[0].name])  # dev/test: the default prompt's corpus
+        write_json(out / C.METRICS, metrics)
+        shutil.rmtree(work, ignore_errors=True)
+        summary = {split: {"f1": m["micro avg"]["f1-score"], "token_accuracy": m["token_accuracy"]}
+                   for split, m in metrics.items() if split in ("dev", "test")}
+        for name, per in metrics["corpora"].items():
+            for split, m in per.items():
+                summary[f"{split}:{name}"] = {"f1": m["micro avg"]["f1-score"], "token_accuracy": m["token_accuracy"]}
+        manifest = ModelManifest(
+            created=now(),
+            versions=versions(),
+            base_model=config.base_model,
+            base_model_path=base_path,
+            data_files={str(p): file_sha256(p) for c in corpora for p in c.files},
+            prompt=PromptInfo("spec", str(corpus_configs[0].prompt or config.prompt), fingerprint(default_text),
+                              len(encoder.prompt_ids)),
+            labels=list(default_labels.labels),
+            encoding=EncodingInfo(positions, config.stride, C.WORD_SPLITTER, encoder.text_type, "isolated",
+                                  len(encoder.head_ids), head="types", text_tokens=config.text_tokens,
+                                  max_prompt_tokens=limits.max_prompt_tokens, max_types=limits.max_types),
+            config=cfg.to_dict(config),
+            config_path=config_path,
+            training={
+                "device": device,
+                "precision": precision,
+                "torch_threads": torch.get_num_threads(),
+                "corpora": {c.name: {"windows": len(c.rows), "types": list(c.types), "weight": c.weight} for c in corpora},
+                "train_windows": sum(len(c.rows) for c in corpora),
+                "epochs": epochs_done,
+                "steps": int(trainer.state.global_step),
+                "seconds": round(train_seconds, 1),
+                "tokens_per_second": round(tokens * epochs_done / train_seconds, 1) if train_seconds > 0 else None,
+                "train_loss": float(result.training_loss) if result.training_loss is not None and not math.isnan(result.training_loss) else None,
+                "best_dev_f1_during_training": trainer.state.best_metric,
+                "stopped_by_time_budget": bool(budget and budget.hit),
+            },
+            metrics=summary,
+        )
+        manifest.write(out)
+    return manifest
+
