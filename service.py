@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import bentoml
 from bentoml.validators import ContentType
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.responses import JSONResponse
 
 from promptbert.bentoml_workarounds import CLIENT_ERROR_LINE, ClientErrorLog, run_in_steps, with_keepalive_budget
@@ -32,7 +32,7 @@ from promptbert.manifest import versions
 from promptbert.pipeline import check_text
 from promptbert.serving import mark_worker_ready, model_call_metrics, prompt_cache_metrics, settings, tune_gc
 from promptbert.tagger import Entity as EntityDict
-from promptbert.tagger import Tagger
+from promptbert.tagger import FIXED_HEAD, Tagger
 from promptbert.typed import PreparedPrompt
 
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "serve"
@@ -54,38 +54,44 @@ Text = Annotated[str, Field(max_length=CONFIG.max_chars, description="raw text; 
 LOADED: dict[str, Tagger] = {}
 
 
+# Bounds on a prompt's parts, before it is tokenized: generous for any prompt that fits a model's prompt-length
+# limit (381 tokens with the embedded model), tight enough that a huge one is refused without tokenizing it.
+PromptText = Annotated[str, Field(max_length=4000)]
+PromptList = Annotated[list[PromptText], Field(max_length=64)]
+
+
 class PromptDetailsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    steps: list[str] = []
-    examples: list[str] = []
-    tips: list[str] = []
+    steps: PromptList = []
+    examples: PromptList = []
+    tips: PromptList = []
 
 
 class TypeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
-    description: str
+    name: Annotated[str, Field(max_length=200)]
+    description: PromptText
 
 
 class PromptIn(BaseModel):
     """A prompt of a types model, the fields of ``prompts/*.yaml``: what to tag, and how."""
 
     model_config = ConfigDict(extra="forbid")
-    role: str
-    task: str
-    requirements: list[str] | str = []
+    role: PromptText
+    task: PromptText
+    requirements: PromptList | PromptText = []
     details: PromptDetailsIn = PromptDetailsIn()
-    labels: Annotated[dict[str, str] | list[TypeIn], Field(description="entity type name -> description")]
-    name: str = ""
+    labels: Annotated[dict[str, PromptText] | Annotated[list[TypeIn], Field(max_length=256)],
+                      Field(description="entity type name -> description", max_length=256)]
+    name: PromptText = ""
 
 
 def prepare_prompt(prompt: PromptIn | None, entity_types: list[str] | None = None) -> PreparedPrompt | None:
     """The request's prompt made ready for the model (None: the default). InputError names the field."""
-    tagger = LOADED.get("tagger")
-    if tagger is None or tagger.prompted is None:
+    tagger = LOADED["tagger"]  # set by the worker's __init__, before it serves
+    if tagger.prompted is None:
         if prompt is not None:
-            raise InputError("prompt: this model has a fixed label set (head: fixed); request-time prompts need a "
-                             "model trained with head: types")
+            raise InputError(FIXED_HEAD)
         return None
     if prompt is None and entity_types is None:
         return None
@@ -130,7 +136,6 @@ class TagInput(bentoml.IODescriptor):
         prompt={"anyOf": [_inline_schema(PromptIn), {"type": "null"}], "default": None,
                 "description": "types models: the prompt that decides what is tagged (default: the artifact's)"}))
     texts: Annotated[list[Text], Field(min_length=1, max_length=CONFIG.max_items, examples=[[EXAMPLE]])]
-    _prompt: PreparedPrompt | None = PrivateAttr(None)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -65,6 +65,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from promptbert import data as D
+    from promptbert.errors import InputError
     from promptbert.manifest import write_json
     from promptbert.tagger import Tagger
     from promptbert.training.evaluate import backend_name, evaluate_as_text, evaluate_sentences, format_report
@@ -73,6 +74,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     sentences = D.load_split(a.data, a.split, a.limit or None)
     types = _types(a.types)
     if a.prompt or types:  # a types model under another prompt: gold entities of types it does not name become O
+        if tagger.prompted is None:
+            raise InputError(f"--prompt/--types: {a.model} has a fixed label set (head: fixed); score it on its own "
+                             f"types, or evaluate a model trained with head: types")
         tagger = tagger.under(_prompt_file(a.prompt), types)
         sentences = D.only_types(sentences, tagger.entity_types)
     D.check_labels(sentences, tagger.entity_types)

@@ -348,16 +348,13 @@ class Context:
         session = make_session(path, [CPU], self.config.threads or None)
         if self.head == "types":
             prompt_session = make_session(self.work / "onnx" / C.PROMPT_ENCODER, [CPU], self.config.threads or None)
+            from promptbert.typed import PromptLimits
+
             prompted = ort_prompted(session, prompt_session, self.encoder, self.prompts[0].spec,
-                                    self.source_limits())
+                                    PromptLimits.of(self.source.encoding))
             return Tagger(prompted.base, variant=variant, providers=[CPU], path=path, prompted=prompted)
         return Tagger(onnx_pipeline(session, self.encoder, self.labels, self.attention), variant=variant,
                       providers=[CPU], path=path)
-
-    def source_limits(self) -> Any:
-        from promptbert.typed import PromptLimits
-
-        return PromptLimits(self.source.encoding.max_prompt_tokens, self.source.encoding.max_types)
 
 
 @dataclass(frozen=True)
@@ -573,11 +570,10 @@ def load_context(model_dir: str | Path, config: ExportConfig, work: Path) -> Con
             test = []
     prompts: tuple[Any, ...] = ()
     if source.encoding.head == "types":
-        from promptbert.prompt import PromptSpec
-        from promptbert.typed import PromptLimits, narrow, prepare
+        from promptbert.typed import PromptLimits, default_prompt, narrow, prepare
 
-        default = PromptSpec.from_yaml(model_dir / C.PROMPT_SPEC)
-        limits = PromptLimits(source.encoding.max_prompt_tokens, source.encoding.max_types)
+        default = default_prompt(model_dir, source.prompt.fingerprint)
+        limits = PromptLimits.of(source.encoding)
         names = list(default.labels)
         other = narrow(default, names[::-1][: max(1, (len(names) + 1) // 2)])  # fewer types, another order
         prompts = tuple(prepare(p, encoder.tokenizer, encoder.cls_id, encoder.sep_id, limits) for p in (default, other))
@@ -596,7 +592,8 @@ def canonical_split(source: ModelManifest, data_dir: str | Path, split: str) -> 
     """A split with the type names the model learnt (a corpus config may rename its types)."""
     sentences = D.load_split(data_dir, split)
     corpora = source.config.get("corpora") or []
-    mapping = corpora[0].get("types") if corpora and str(corpora[0]["data_dir"]) == str(data_dir) else None
+    same = bool(corpora) and Path(corpora[0]["data_dir"]).resolve() == Path(data_dir).resolve()
+    mapping = corpora[0].get("types") if same else None
     if mapping:
         from promptbert.training.typed import canonical_tags
 

@@ -137,14 +137,12 @@ def ort_types_tagger(session: Any) -> Any:
 
 
 def ort_prompted(session: Any, prompt_session: Any, encoder: PromptEncoder, default: Any, limits: Any,
-                 cache_entries: int = 256, cache_bytes: int = 256 << 20, **pipeline_kwargs: Any) -> Any:
+                 **kwargs: Any) -> Any:
     """A PromptedModel over the two graphs of a types artifact."""
     from .typed import PromptedModel
 
-    base = TaggingPipeline(encoder, LabelMap.from_types(tuple(default.labels)), lambda batch: None, head_cached=True,
-                           **pipeline_kwargs)
-    return PromptedModel(base, ort_prompt_encoder(prompt_session), ort_types_tagger(session), default, limits,
-                         cache_entries, cache_bytes)
+    return PromptedModel.build(encoder, ort_prompt_encoder(prompt_session), ort_types_tagger(session), default, limits,
+                               **kwargs)
 
 
 def onnx_pipeline(session: Any, encoder: PromptEncoder, labels: LabelMap, prompt_attention: str = "joint",
@@ -253,15 +251,14 @@ class Artifact:
         return make_session(path, providers, threads, spinning)
 
     def default_spec(self) -> Any:
-        from .prompt import PromptSpec
+        from .typed import default_prompt
 
-        return PromptSpec.from_yaml(self.folder / C.PROMPT_SPEC)
+        return default_prompt(self.folder, self.config.prompt.fingerprint)
 
     def limits(self) -> Any:
         from .typed import PromptLimits
 
-        enc = self.config.encoding
-        return PromptLimits(enc.max_prompt_tokens, enc.max_types)
+        return PromptLimits.of(self.config.encoding)
 
 
 def _preload_cuda() -> None:

@@ -195,8 +195,8 @@ def prompt_cache_metrics() -> Callable[[bool, float, int, int], None]:
     each new prompt took to encode, and the entries and bytes held (summed over live workers)."""
     from prometheus_client import Counter, Gauge, Histogram
 
-    hits = Counter("promptbert_prompt_cache_hits", "Requests whose prompt encoding was cached")
-    misses = Counter("promptbert_prompt_cache_misses", "Requests whose prompt had to be encoded")
+    hits = Counter("promptbert_prompt_cache_hits", "Prompt lookups answered from the cache (one per prompt in a batch)")
+    misses = Counter("promptbert_prompt_cache_misses", "Prompt lookups that had to encode the prompt")
     encode = Histogram("promptbert_prompt_encode_seconds", "Wall time of encoding one prompt",
                        buckets=PROMPT_ENCODE_BUCKETS)
     entries = Gauge("promptbert_prompt_cache_entries", "Prompt encodings held", multiprocess_mode="livesum")

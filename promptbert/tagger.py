@@ -7,6 +7,7 @@ gates -- so that they all pre- and post-process alike. An artifact folder runs o
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ from .prompt import PromptSpec
 from .typed import PreparedPrompt, PromptedModel, narrow, spec_from_request
 
 PromptLike = PromptSpec | PreparedPrompt | Mapping[str, Any]
+FIXED_HEAD = ("prompt: this model has a fixed label set (head: fixed); request-time prompts need a model trained "
+              "with head: types")
 
 log = logging.getLogger("promptbert")
 
@@ -40,6 +43,7 @@ class Tagger:
                  variant: str = "", providers: Sequence[str] = (), path: Path | None = None,
                  prompted: PromptedModel | None = None) -> None:
         self.prompted = prompted  # a label-semantic (``types``) model: the prompt decides the labels
+        self.prompt: PreparedPrompt | None = None  # the prompt of a view made by under(); None: the default
         self.pipeline = prompted.pipeline() if prompted is not None else pipeline
         self.config = config
         self.variant = variant
@@ -97,13 +101,11 @@ class Tagger:
         model.to(target)
         cache = {k: pipeline_options.pop(k) for k in ("cache_entries", "cache_bytes") if k in pipeline_options}
         if manifest.encoding.head == "types":
-            from .prompt import PromptSpec
             from .training.typed import prompted_model
-            from .typed import PromptLimits
+            from .typed import PromptLimits, default_prompt
 
-            limits = PromptLimits(manifest.encoding.max_prompt_tokens, manifest.encoding.max_types)
-            prompted = prompted_model(model, encoder, PromptSpec.from_yaml(folder / C.PROMPT_SPEC), limits,
-                                      **cache, **pipeline_options)
+            prompted = prompted_model(model, encoder, default_prompt(folder, manifest.prompt.fingerprint),
+                                      PromptLimits.of(manifest.encoding), **cache, **pipeline_options)
             return cls(prompted.base, manifest, "pytorch", [f"torch:{target}"], folder, prompted=prompted)
         pipe = torch_pipeline(model, encoder, labels, **pipeline_options)
         return cls(pipe, manifest, "pytorch", [f"torch:{target}"], folder)
@@ -152,28 +154,40 @@ class Tagger:
             out = pipe.entities(batch, strategy, min_score, None)
         else:
             if prompt is not None:
-                raise InputError("prompt: this model has a fixed label set (head: fixed); "
-                                 "request-time prompts need a model trained with head: types")
+                raise InputError(FIXED_HEAD)
             out = self.pipeline.entities(batch, strategy, min_score, entity_types)
         return out[0] if one else out
 
     def prepare(self, prompt: PromptLike | None = None, entity_types: Sequence[str] | None = None) -> PreparedPrompt:
         """A prompt checked against this model's limits (InputError names the field that is wrong)."""
         if self.prompted is None:
-            raise InputError("prompt: this model has a fixed label set (head: fixed)")
+            raise InputError(FIXED_HEAD)
         if isinstance(prompt, PreparedPrompt):
             if entity_types is None:
                 return prompt
             prompt = prompt.spec
-        if prompt is None:
-            spec = self.prompted.default_spec
-        elif isinstance(prompt, PromptSpec):
-            spec = prompt
-        else:
-            spec = spec_from_request(prompt)
-        if entity_types is not None:
-            spec = narrow(spec, list(entity_types))
-        return self.prompted.prepare(spec)
+        prompted = self.prompted
+
+        def make() -> PreparedPrompt:
+            if prompt is None:  # this view's prompt (narrowed by entity_types), else the model's default
+                spec = self.prompt.spec if self.prompt is not None else prompted.default_spec
+            elif isinstance(prompt, PromptSpec):
+                spec = prompt
+            else:
+                spec = spec_from_request(prompt)
+            if entity_types is not None:
+                spec = narrow(spec, list(entity_types))
+            return prompted.prepare(spec)
+
+        if isinstance(prompt, PromptSpec):
+            return make()
+        try:  # a request's prompt (JSON data) or a narrowing of this view's: remembered by its JSON (keys in the
+            # order given: the order of the labels is the order of the types)
+            key = (json.dumps(prompt), None if entity_types is None else tuple(entity_types),
+                   None if self.prompt is None else self.prompt.key)
+        except (TypeError, ValueError):
+            return make()
+        return prompted.prepared(key, make)
 
     def under(self, prompt: PromptLike | None = None, entity_types: Sequence[str] | None = None) -> Tagger:
         """This tagger answering under another prompt (``types`` models): same weights, cached encoding."""
@@ -182,6 +196,7 @@ class Tagger:
         prepared = self.prepare(prompt, entity_types)
         view = copy.copy(self)
         view.pipeline = self.prompted.pipeline(prepared)  # type: ignore[union-attr]
+        view.prompt = prepared
         return view
 
     __call__ = predict

@@ -31,10 +31,11 @@ from tokenizers import Tokenizer
 from . import config as cfg
 from .errors import ConfigError, InputError
 from .labels import OUTSIDE, LabelMap
-from .prompt import LABELS_PLACEHOLDER, PromptDetails, PromptSpec, fingerprint, render
+from .prompt import LABELS_PLACEHOLDER, PromptDetails, PromptSpec, describe_labels, fingerprint, render
 
 HEADS = ("fixed", "types")  # the manifest's encoding.head; manifests without the key are fixed
 DEFAULT_MAX_TYPES = 32
+PREPARED_ENTRIES = 256  # request prompts remembered prepared (a few KB each: ids and a types x tokens mask)
 TYPES_LINE = "Types: "  # added where a prompt has no {labels} placeholder, so every type has a span
 
 # What a backend computes from a prompt (keys, values, type_keys, type_bias as numpy arrays),
@@ -50,30 +51,49 @@ def _parts(spec: PromptSpec) -> list[str]:
     return [spec.role, spec.task, *spec.requirements, *d.steps, *d.examples, *d.tips]
 
 
+_SENTINEL = "\x00labels\x00"
+
+
 def render_typed(spec: PromptSpec, types: Sequence[str] | None = None) -> tuple[str, list[tuple[int, int]]]:
     """The rendered prompt and, per type, the character span of its ``NAME (description)``.
 
     The text is ``prompt.render``'s (what a fixed-head model sees), with a ``Types:`` line added
-    when no part says ``{labels}``: a type the text never names could not be pooled.
+    when no part says ``{labels}``: a type the text never names could not be pooled. The spans are
+    those of the first place the label list is put (found by rendering with a marker there, so a
+    role or an example quoting the same words cannot be taken for it).
     """
     types = tuple(types) if types is not None else tuple(spec.labels)
     text = render(spec, types)
-    pieces, spans, at = [], [], 0
+    spans, at = [], 0
     for i, t in enumerate(types):
         d = " ".join(spec.labels.get(t, "").split())
         piece = f"{t} ({d})" if d else t
-        if i:
-            at += 2  # ", "
+        at += 2 if i else 0  # ", "
         spans.append((at, at + len(piece)))
         at += len(piece)
-        pieces.append(piece)
-    label_text = ", ".join(pieces)
+    label_text = describe_labels(types, spec.labels)
+    label_text = " ".join(label_text.split())  # as render() leaves it
     if not any(LABELS_PLACEHOLDER in p for p in _parts(spec)):
         text = f"{text}\n{TYPES_LINE}{label_text}"
-    start = text.find(label_text)
-    if start < 0:  # cannot happen with render(); a guard against the two drifting apart
-        raise ConfigError("prompt: the rendered text does not contain its label list")
+        start = len(text) - len(label_text)
+    else:
+        marked = render(_marked(spec), ())
+        start = marked.index(_SENTINEL)
+        if marked.replace(_SENTINEL, label_text) != text:  # a guard against render() and this drifting apart
+            raise ConfigError("prompt: cannot locate the label list in the rendered text")
     return text, [(a + start, b + start) for a, b in spans]
+
+
+def _marked(spec: PromptSpec) -> PromptSpec:
+    """``spec`` with every {labels} replaced by a marker (no whitespace, so render() keeps it whole)."""
+    def mark(x: str) -> str:
+        return x.replace(LABELS_PLACEHOLDER, _SENTINEL)
+
+    d = spec.details
+    return dataclasses.replace(
+        spec, role=mark(spec.role), task=mark(spec.task), requirements=tuple(mark(r) for r in spec.requirements),
+        details=PromptDetails(tuple(mark(x) for x in d.steps), tuple(mark(x) for x in d.examples),
+                              tuple(mark(x) for x in d.tips)))
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,27 @@ class PromptLimits:
     max_prompt_tokens: int
     max_types: int = DEFAULT_MAX_TYPES
 
+    @classmethod
+    def of(cls, encoding: Any) -> PromptLimits:
+        """The limits a manifest's ``encoding`` records."""
+        return cls(encoding.max_prompt_tokens, encoding.max_types)
+
+
+def default_prompt(folder: Any, recorded_fingerprint: str) -> PromptSpec:
+    """The default prompt of a types model or artifact folder, checked against the fingerprint its manifest
+    recorded: re-rendered here, it must be the very text the model was trained with."""
+    from pathlib import Path
+
+    from . import constants as C
+    from .errors import ArtifactError
+
+    spec = PromptSpec.from_yaml(Path(folder) / C.PROMPT_SPEC)
+    text, _ = render_typed(spec)
+    if fingerprint(text) != recorded_fingerprint:
+        raise ArtifactError(f"{folder}: {C.PROMPT_SPEC} renders to another prompt than the model was trained with "
+                            f"(fingerprint {fingerprint(text)[:12]}, manifest {recorded_fingerprint[:12]}): train/serve skew")
+    return spec
+
 
 def check_types(spec: PromptSpec, max_types: int, where: str = "prompt") -> None:
     """Entity types a request may name: 1..max_types, no two alike ignoring case."""
@@ -142,14 +183,14 @@ def prepare(spec: PromptSpec, tokenizer: Tokenizer, cls_id: int, sep_id: int, li
         raise InputError(f"{where}: renders to {len(enc.ids)} tokens, more than the {limits.max_prompt_tokens} this "
                          f"model's positions leave beside a text window (shorten details.examples first)")
     head = (cls_id, *enc.ids, sep_id)
+    offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+    bounds = np.asarray(spans, dtype=np.int64)
+    inside = (offsets[None, :, 0] < bounds[:, 1:2]) & (offsets[None, :, 1] > bounds[:, 0:1])  # [types, tokens]
+    counts = inside.sum(axis=1)
+    if not counts.all():
+        raise InputError(f"{where}.labels.{types[int(np.argmin(counts))]}: renders to no tokens")
     mask = np.zeros((len(types), len(head)), dtype=np.float32)
-    for k, (a, b) in enumerate(spans):
-        for j, (s, e) in enumerate(enc.offsets):
-            if s < b and e > a:
-                mask[k, j + 1] = 1.0
-        if not mask[k].any():
-            raise InputError(f"{where}.labels.{types[k]}: renders to no tokens")
-        mask[k] /= mask[k].sum()
+    mask[:, 1:-1] = inside / counts[:, None]
     return PreparedPrompt(spec, types, text, head, mask)
 
 
@@ -277,6 +318,16 @@ class PromptedModel:
     same pipeline with that prompt's labels and encoding.
     """
 
+    @classmethod
+    def build(cls, encoder: Any, encode: PromptEncodeFn, tag: TagFn, default: PromptSpec, limits: PromptLimits,
+              cache_entries: int = 256, cache_bytes: int = 256 << 20, **pipeline_kwargs: Any) -> PromptedModel:
+        """Over any backend's two calls (ONNX Runtime, PyTorch): the shared pipeline and the cache."""
+        from .pipeline import TaggingPipeline
+
+        base = TaggingPipeline(encoder, LabelMap.from_types(tuple(default.labels)), _no_prompt, head_cached=True,
+                               **pipeline_kwargs)
+        return cls(base, encode, tag, default, limits, cache_entries, cache_bytes)
+
     def __init__(self, pipeline: Any, encode: PromptEncodeFn, tag: TagFn, default: PromptSpec, limits: PromptLimits,
                  cache_entries: int = 256, cache_bytes: int = 256 << 20) -> None:
         self.base = pipeline
@@ -285,6 +336,24 @@ class PromptedModel:
         self.default_spec = default
         self.cache = PromptCache(encode, cache_entries, cache_bytes)
         self.default = self.prepare(default, "default prompt")
+        # Requests repeat their prompts: the prepared prompt (rendered, tokenized, type mask) of each recent
+        # request prompt, by its JSON, so a repeated one skips parsing and tokenizing too.
+        self._prepared: OrderedDict[Any, PreparedPrompt] = OrderedDict()
+        self._prepared_lock = threading.Lock()
+
+    def prepared(self, key: Any, make: Callable[[], PreparedPrompt]) -> PreparedPrompt:
+        """``make()``, remembered under ``key`` (the last PREPARED_ENTRIES keys)."""
+        with self._prepared_lock:
+            found = self._prepared.get(key)
+            if found is not None:
+                self._prepared.move_to_end(key)
+                return found
+        made = make()  # raises for a bad prompt: nothing is remembered then
+        with self._prepared_lock:
+            self._prepared[key] = made
+            while len(self._prepared) > PREPARED_ENTRIES:
+                self._prepared.popitem(last=False)
+        return made
 
     def prepare(self, spec: PromptSpec, where: str = "prompt") -> PreparedPrompt:
         enc = self.base.encoder
@@ -300,3 +369,7 @@ class PromptedModel:
         view.labels = prompt.labels
         view.logits_fn = lambda batch: self.tag(batch, encoding)
         return view
+
+
+def _no_prompt(batch: dict[str, np.ndarray]) -> np.ndarray:
+    raise RuntimeError("a types model's shared pipeline runs only through PromptedModel.pipeline(prompt)")

@@ -75,8 +75,17 @@ def test_the_prompt_decides_the_labels(tiny_types_artifact):
     default = tagger.predict(TEXT)
     assert {e["entity_group"] for e in default} <= {"PER", "ORG", "LOC", "MISC"}
     team = tagger.predict([TEXT] * 2, prompt=TEAM, min_score=0.0)
-    assert all(e["entity_group"] == "team" for ents in team for e in ents) and team[0] == team[1]
-    assert tagger.under(TEAM).entity_types == ("team",)
+    assert team[0] and all(e["entity_group"] == "team" for ents in team for e in ents) and team[0] == team[1]
+    assert tagger.under(TEAM).labels.labels == ("O", "B-team", "I-team")
+    # The prompt's encoding reaches the graph: one B and one I score per type it names, in its order.
+    words = [TEXT.split()]
+    assert tagger.piece_probs(words)[0][0].shape[-1] == 9 and tagger.under(TEAM).piece_probs(words)[0][0].shape[-1] == 3
+    places, swapped = tagger.under(PLACES), tagger.under({**PLACES, "labels": {"PER": "person", "LOC": "place"}})
+    p, q = places.piece_probs(words)[0][0], swapped.piece_probs(words)[0][0]
+    assert not np.allclose(p, q)  # another prompt text: another encoding
+    # A view's own prompt is what entity_types narrows (not the model's default).
+    narrowed = places.under(None, ["LOC"])
+    assert narrowed.entity_types == ("LOC",) and narrowed.prompt.spec.task == PLACES["task"]
     # entity_types asks the model for just those types (a prompt naming them), in that order.
     assert tagger.under(None, ["LOC"]).entity_types == ("LOC",)
     assert all(e["entity_group"] == "LOC" for e in tagger.predict(TEXT, entity_types=["LOC"]))
@@ -263,7 +272,38 @@ def test_real_serve_obeys_each_request_s_prompt_and_caches_it(tiny_types_artifac
     assert after["promptbert_prompt_cache_misses_total"] == before["promptbert_prompt_cache_misses_total"]
     assert any(int(size) > 1 for size in meta["batch_sizes_seen"]), meta["batch_sizes_seen"]
 
+    assert all(answers[i] and {e["entity_group"] for e in answers[i]} == {"team"} for i in range(0, len(texts), 3))
+    assert all({e["entity_group"] for e in answers[i]} <= {"LOC", "PER"} for i in range(1, len(texts), 3))
     for i, got in enumerate(answers):  # fp32: a batch's answer equals the text's own, up to float rounding
         want = local.predict(texts[i], prompt=prompts[i % 3])
         assert [{**e, "score": 0} for e in got] == [{**e, "score": 0} for e in want], i
         assert np.allclose([e["score"] for e in got], [e["score"] for e in want], atol=1e-4), i
+
+
+def test_a_types_model_folder_fine_tunes_with_its_head(tiny_types_model, tiny_corpus, tiny_prompt, tmp_path):
+    """A types model as base_model (few-shot on a new corpus) starts from its label-semantic head, not a fresh one."""
+    from safetensors.numpy import load_file
+
+    from promptbert.training.train import train
+    from promptbert.training.typed import HEAD_WEIGHTS
+
+    from .conftest import tiny_train_config
+
+    out = tmp_path / "tuned"
+    train(tiny_train_config(tiny_types_model, tiny_corpus, tiny_prompt, out, head="types", max_steps=1,
+                            text_tokens=48, max_types=8, learning_rate=1e-12, warmup_ratio=0.0))
+    before, after = load_file(str(tiny_types_model / HEAD_WEIGHTS)), load_file(str(out / HEAD_WEIGHTS))
+    assert set(before) == set(after)
+    for k in before:
+        np.testing.assert_allclose(after[k], before[k], atol=1e-6)
+
+
+def test_a_repeated_request_prompt_is_prepared_once(tiny_types_artifact):
+    tagger = Tagger.from_pretrained(tiny_types_artifact, "fp32")
+    first = tagger.prepare(json.loads(json.dumps(TEAM)))
+    assert tagger.prepare(json.loads(json.dumps(TEAM))) is first  # the same JSON: remembered, not re-tokenized
+    assert tagger.prepare(TEAM, ["team"]) is not first and tagger.prepare(TEAM, ["team"]).types == ("team",)
+    bad = {"role": "r", "task": "t", "labels": {}}
+    for _ in range(2):  # a bad prompt is refused every time, never remembered
+        with pytest.raises(InputError, match="prompt.labels"):
+            tagger.prepare(bad)

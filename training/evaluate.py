@@ -45,7 +45,7 @@ def obedience(tagger: Tagger, sentences: list[Sentence], draws: int = 5, seed: i
     """Does a types model tag what its prompt names, and only that?
 
     The full prompt (all of the tagger's types) against ``draws`` prompts naming a random half of
-    them: F1 on the named types under each (gold entities of other types count as O), the same
+    them (distinct halves while there are that many): F1 on the named types under each (gold entities of other types count as O), the same
     types' F1 under the full prompt, and how many predicted entities have a type the prompt did not
     name (an obedient model: none).
     """
@@ -60,9 +60,16 @@ def obedience(tagger: Tagger, sentences: list[Sentence], draws: int = 5, seed: i
     types = list(tagger.entity_types)
     words = [s.words for s in sentences]
     full = [[t for t, _ in row] for row in tagger.word_tags(words, strategy)]
+    half = max(1, len(types) // 2)
+    subsets: list[list[str]] = []  # distinct draws while there are enough (4 types: 6 halves)
+    for _ in range(draws * 20):
+        named = rng.sample(types, half)
+        if sorted(named) not in [sorted(x) for x in subsets]:
+            subsets.append(named)
+        if len(subsets) == draws:
+            break
     rows = []
-    for _ in range(draws):
-        named = rng.sample(types, max(1, len(types) // 2))
+    for named in subsets:
         gold = [list(s.tags) for s in only_types(sentences, named)]
         under = tagger.under(None, named) if tagger.prompted is not None else tagger
         pred = [[t for t, _ in row] for row in under.word_tags(words, strategy)]

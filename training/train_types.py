@@ -33,6 +33,27 @@ def limits_for(config: TrainConfig, positions: int) -> PromptLimits:
     return PromptLimits(left, config.max_types)
 
 
+def check_draws(corpus: Any, encoder: PromptEncoder, limits: PromptLimits) -> None:
+    """The longest prompt training may draw for a corpus (every type with its longest phrasing, every negative)
+    fits the limits, and no negative is one of the corpus's own types."""
+    from dataclasses import replace
+
+    from promptbert.errors import InputError
+
+    own = {t.lower() for t in corpus.types}
+    clash = [n for n in corpus.negatives if n.lower() in own]
+    if clash:
+        raise ConfigError(f"corpora[{corpus.name}].negatives: {clash[0]!r} is one of the corpus's own types")
+    labels = {t: max(corpus.phrasings[t], key=len) for t in corpus.types}
+    labels.update(corpus.negatives)
+    labels = dict(list(labels.items())[: limits.max_types])
+    try:
+        prepare(replace(corpus.spec, labels=labels), encoder.tokenizer, encoder.cls_id, encoder.sep_id, limits,
+                f"corpora[{corpus.name}] prompt")
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def train_types(config: TrainConfig, config_path: str | None = None, force: bool = False) -> ModelManifest:
     import torch
 
@@ -50,6 +71,8 @@ def train_types(config: TrainConfig, config_path: str | None = None, force: bool
     names = [c.name for c in corpora]
     if len(set(names)) != len(names):
         raise ConfigError(f"corpora: two corpora are named alike ({', '.join(names)}); give each a name")
+    for c in corpora:  # a prompt the collator may draw must fit: a failure hours into training is no use
+        check_draws(c, probe, limits)
     default = corpora[0].full_spec()
     default_text, _ = render_typed(default)
     encoder = PromptEncoder(tokenizer.backend_tokenizer, default_text, positions, config.stride, specials,

@@ -24,7 +24,6 @@ from promptbert import data as D
 from promptbert.encoding import IGNORE_INDEX, PromptEncoder
 from promptbert.errors import ConfigError
 from promptbert.labels import LabelMap
-from promptbert.pipeline import TaggingPipeline
 from promptbert.prompt import PromptSpec, find_file
 from promptbert.typed import PromptedModel, PromptLimits, prepare
 
@@ -129,9 +128,7 @@ def prompted_model(model: TypedTagger, encoder: PromptEncoder, default: PromptSp
                    cache_entries: int = 256, cache_bytes: int = 256 << 20, **pipeline_kwargs: Any) -> PromptedModel:
     """A PromptedModel over a PyTorch TypedTagger (training's scores, model folders, the export's reference)."""
     encode, tag = torch_backend(model)
-    base = TaggingPipeline(encoder, LabelMap.from_types(tuple(default.labels)), lambda b: None, head_cached=True,
-                           **pipeline_kwargs)
-    return PromptedModel(base, encode, tag, default, limits, cache_entries, cache_bytes)
+    return PromptedModel.build(encoder, encode, tag, default, limits, cache_entries, cache_bytes, **pipeline_kwargs)
 
 
 @dataclass
