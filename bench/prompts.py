@@ -177,12 +177,14 @@ def main() -> None:
     p.add_argument("--service-limit", type=int, default=1000, help="sentences per service run")
     p.add_argument("--new-prompts", type=int, default=10)
     p.add_argument("--skip-service", action="store_true")
+    p.add_argument("--skip-in-process", action="store_true")
     p.add_argument("--out", default="bench/results/prompts.json")
     a = p.parse_args()
     sents = load_split(a.data, a.split, a.limit or None)
     result: dict[str, Any] = {"created": now(), "versions": versions(), "command": " ".join(sys.argv),
                               "artifact": a.artifact, "data": a.data, "split": a.split}
-    result["in_process"] = in_process(a, [s.words for s in sents])
+    if not a.skip_in_process:
+        result["in_process"] = in_process(a, [s.words for s in sents])
     if not a.skip_service:
         from promptbert.runtime import Artifact
 

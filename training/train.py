@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +262,48 @@ def training_args(config: TrainConfig, out: Path, device: str, precision: str, *
     return TrainingArguments(**settings)
 
 
+@dataclass(frozen=True)
+class TrainerRun:
+    """What ``trainer.train()`` did, for the manifest."""
+
+    trainer: Any
+    result: Any
+    seconds: float
+
+    @property
+    def epochs(self) -> float:
+        return float(self.trainer.state.epoch or 0.0)
+
+    def record(self, device: str, precision: str, tokens: int, budget: TimeBudget | None, **extra: Any) -> dict[str, Any]:
+        """The manifest's ``training``: where and how long it ran, its speed (``tokens`` a pass) and loss."""
+        import torch
+
+        loss = self.result.training_loss
+        return {
+            "device": device,
+            "precision": precision,
+            "torch_threads": torch.get_num_threads(),
+            **extra,
+            "epochs": self.epochs,
+            "steps": int(self.trainer.state.global_step),
+            "seconds": round(self.seconds, 1),
+            "tokens_per_second": round(tokens * self.epochs / self.seconds, 1) if self.seconds > 0 else None,
+            "train_loss": float(loss) if loss is not None and not math.isnan(loss) else None,
+            "best_dev_f1_during_training": self.trainer.state.best_metric,
+            "stopped_by_time_budget": bool(budget and budget.hit),
+        }
+
+
+def run_trainer(trainer: Any, config: TrainConfig) -> TrainerRun:
+    """Train, with the compact progress display where asked for."""
+    if config.progress:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(CompactProgress)
+    t0 = time.perf_counter()
+    result = trainer.train()
+    return TrainerRun(trainer, result, time.perf_counter() - t0)
+
+
 def training_callbacks(config: TrainConfig) -> tuple[list[Any], TimeBudget | None]:
     """Early stopping and the time budget, as the config asks."""
     from transformers import EarlyStoppingCallback
@@ -277,7 +319,6 @@ def training_callbacks(config: TrainConfig) -> tuple[list[Any], TimeBudget | Non
 
 def train(config: TrainConfig, config_path: str | None = None, force: bool = False) -> ModelManifest:
     """Run one training; returns the manifest. The model folder appears only when everything succeeded."""
-    import torch
     import transformers
     from transformers import DataCollatorForTokenClassification, Trainer
 
@@ -329,13 +370,7 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
             compute_metrics=seqeval_metrics(labels),
             callbacks=callbacks,
         )
-        if config.progress:
-            trainer.remove_callback(ProgressCallback)
-            trainer.add_callback(CompactProgress)
-        t0 = time.perf_counter()
-        result = trainer.train()
-        train_seconds = time.perf_counter() - t0
-        epochs_done = float(trainer.state.epoch or 0.0)
+        run = run_trainer(trainer, config)
         tokens = sum(len(w.input_ids) - skip for w in train_windows)  # tokens the model really ran on
 
         model.save_pretrained(str(out), safe_serialization=True)  # the plain HF model (best weights loaded)
@@ -371,20 +406,8 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
                                   config.prompt_attention, len(encoder.head_ids)),
             config=cfg.to_dict(config),
             config_path=config_path,
-            training={
-                "device": device,
-                "precision": precision,
-                "torch_threads": torch.get_num_threads(),
-                "train_sentences": len(train_sents),
-                "train_windows": len(train_windows),
-                "epochs": epochs_done,
-                "steps": int(trainer.state.global_step),
-                "seconds": round(train_seconds, 1),
-                "tokens_per_second": round(tokens * epochs_done / train_seconds, 1) if train_seconds > 0 else None,
-                "train_loss": float(result.training_loss) if result.training_loss is not None and not math.isnan(result.training_loss) else None,
-                "best_dev_f1_during_training": trainer.state.best_metric,
-                "stopped_by_time_budget": bool(budget and budget.hit),
-            },
+            training=run.record(device, precision, tokens, budget, train_sentences=len(train_sents),
+                                train_windows=len(train_windows)),
             metrics={split: {"f1": m["micro avg"]["f1-score"], "token_accuracy": m["token_accuracy"]} for split, m in metrics.items()},
         )
         manifest.write(out)

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import shutil
-import time
 from pathlib import Path
 from typing import Any
-
-from transformers.trainer_callback import ProgressCallback
 
 from promptbert import config as cfg
 from promptbert import constants as C
 from promptbert.encoding import PromptEncoder
 from promptbert.errors import ConfigError
-from promptbert.manifest import EncodingInfo, ModelManifest, PromptInfo, atomic_dir, file_sha256, now, versions, write_json
 from promptbert.labels import LabelMap
+from promptbert.manifest import EncodingInfo, ModelManifest, PromptInfo, atomic_dir, file_sha256, now, versions, write_json
 from promptbert.prompt import MIN_TEXT_TOKENS, fingerprint
 from promptbert.typed import PromptLimits, prepare, render_typed
 
 from .config import CorpusConfig, TrainConfig
-from .train import CompactProgress, device_and_precision, load_base, log, training_args, training_callbacks
+from .train import device_and_precision, load_base, log, run_trainer, training_args, training_callbacks
 from .typed import HEAD_WEIGHTS, BatchCollator, PromptDraws, TypedTagger, load_corpus, make_batches, make_trainer_class, prompted_model
 
 
@@ -55,8 +51,6 @@ def check_draws(corpus: Any, encoder: PromptEncoder, limits: PromptLimits) -> No
 
 
 def train_types(config: TrainConfig, config_path: str | None = None, force: bool = False) -> ModelManifest:
-    import torch
-
     from promptbert.tagger import Tagger
 
     from .evaluate import evaluate_sentences
@@ -97,13 +91,7 @@ def train_types(config: TrainConfig, config_path: str | None = None, force: bool
         trainer = trainer_cls(model=model, args=args, train_dataset=batches, eval_dataset=batches[:1],
                               data_collator=BatchCollator(corpora, PromptDraws(config, config.seed), encoder, limits),
                               callbacks=callbacks)
-        if config.progress:
-            trainer.remove_callback(ProgressCallback)
-            trainer.add_callback(CompactProgress)
-        t0 = time.perf_counter()
-        result = trainer.train()
-        train_seconds = time.perf_counter() - t0
-        epochs_done = float(trainer.state.epoch or 0.0)
+        run = run_trainer(trainer, config)
         tokens = sum(len(r["input_ids"]) for c in corpora for r in c.rows)
 
         model.save(out)
@@ -145,20 +133,9 @@ def train_types(config: TrainConfig, config_path: str | None = None, force: bool
                                   max_prompt_tokens=limits.max_prompt_tokens, max_types=limits.max_types),
             config=cfg.to_dict(config),
             config_path=config_path,
-            training={
-                "device": device,
-                "precision": precision,
-                "torch_threads": torch.get_num_threads(),
-                "corpora": {c.name: {"windows": len(c.rows), "types": list(c.types), "weight": c.weight} for c in corpora},
-                "train_windows": sum(len(c.rows) for c in corpora),
-                "epochs": epochs_done,
-                "steps": int(trainer.state.global_step),
-                "seconds": round(train_seconds, 1),
-                "tokens_per_second": round(tokens * epochs_done / train_seconds, 1) if train_seconds > 0 else None,
-                "train_loss": float(result.training_loss) if result.training_loss is not None and not math.isnan(result.training_loss) else None,
-                "best_dev_f1_during_training": trainer.state.best_metric,
-                "stopped_by_time_budget": bool(budget and budget.hit),
-            },
+            training=run.record(device, precision, tokens, budget, corpora={
+                c.name: {"windows": len(c.rows), "types": list(c.types), "weight": c.weight} for c in corpora},
+                train_windows=sum(len(c.rows) for c in corpora)),
             metrics=summary,
         )
         manifest.write(out)
