@@ -5,9 +5,10 @@ r"""What a request-time prompt costs a types model: prompt length, distinct prom
 
 1. In process (int8 by default, 1 ORT thread): sentences/s on the split under prompts of about
    ``--lengths`` tokens -- the artifact's default prompt's types and descriptions, shortened to a
-   bare role and task or lengthened with worked examples -- interleaved over ``--rounds`` rounds
-   (this machine drifts), each prompt's encoding cached as in serving; and the time to encode each
-   prompt once (what a request bringing a new prompt adds).
+   bare role and task or lengthened with worked examples -- and under the default prompt, beside a
+   fixed-head artifact (``--fixed``), interleaved over ``--rounds`` rounds (this machine drifts),
+   each prompt's encoding cached as in serving; and the time to encode each prompt once (what a
+   request bringing a new prompt adds).
 2. Through the service (a real ``bentoml serve``): closed-loop clients sending one sentence per
    /tag request under no prompt (the default), one explicit prompt, and 16 distinct prompts in
    rotation, interleaved; and the latency of a /tag_text whose prompt is new against one whose
@@ -85,25 +86,32 @@ def in_process(a: argparse.Namespace, sentences: list[tuple[str, ...]]) -> dict[
             tagger.prompted.cache.encode(np.asarray([prepared.head_ids]), prepared.type_mask)
         encode_ms = (time.perf_counter() - t0) / 5 * 1000
         rows[n] = {"tokens": prepared.tokens, "encode_ms": encode_ms, "rates": []}
-    views = {n: tagger.under(spec) for n, spec in specs.items()}
+    views: dict[Any, Any] = {n: tagger.under(spec) for n, spec in specs.items()}
+    views["default"] = tagger  # the artifact's own prompt, pre-encoded: a request without a prompt
+    rows["default"] = {"tokens": tagger.config.prompt.tokens, "encode_ms": None, "rates": []}
+    if a.fixed:  # a fixed-head artifact (prompt baked into the graph) beside it: what a types model costs
+        views["fixed"] = Tagger.from_pretrained(a.fixed, a.variant, "cpu", threads=a.threads or None)
+        rows["fixed"] = {"tokens": views["fixed"].config.prompt.tokens, "encode_ms": None, "rates": []}
     for v in views.values():
         v.word_tags(sentences[:32])  # warm
+    arms = list(views)
     for r in range(a.rounds):
-        order = lengths if r % 2 == 0 else lengths[::-1]
-        for n in order:
+        for n in (arms if r % 2 == 0 else arms[::-1]):
             t0 = time.perf_counter()
             views[n].word_tags(sentences)
             rows[n]["rates"].append(len(sentences) / (time.perf_counter() - t0))
     base = statistics.mean(rows[lengths[0]]["rates"])
-    for n in lengths:
+    for n in arms:
         rows[n]["sentences_per_s"] = statistics.mean(rows[n]["rates"])
         rows[n]["vs_shortest"] = rows[n]["sentences_per_s"] / base
     print(f"\nin process, {tagger.variant} on {tagger.providers}, {len(sentences)} sentences, {a.rounds} rounds interleaved")
-    print(f"{'prompt tokens':>14}{'sentences/s (per round)':>44}{'vs shortest':>13}{'encode ms':>11}")
-    for n in lengths:
+    print(f"{'prompt':>22}{'tokens':>8}{'sentences/s (per round)':>36}{'vs shortest':>13}{'encode ms':>11}")
+    for n in arms:
         r = rows[n]
         per = " / ".join(f"{x:.1f}" for x in r["rates"])
-        print(f"{r['tokens']:>14}{per:>44}{r['vs_shortest']:>13.2f}{r['encode_ms']:>11.2f}")
+        name = {"default": "default (types)", "fixed": "fixed-head artifact"}.get(n, f"about {n} tokens")
+        enc = f"{r['encode_ms']:.2f}" if r["encode_ms"] is not None else "-"
+        print(f"{name:>22}{r['tokens']:>8}{per:>36}{r['vs_shortest']:>13.2f}{enc:>11}")
     return {"variant": tagger.variant, "providers": tagger.providers, "sentences": len(sentences),
             "rows": {str(k): v for k, v in rows.items()}, "specs": {str(k): v.to_dict() for k, v in specs.items()}}
 
@@ -172,6 +180,7 @@ def main() -> None:
     p.add_argument("--variant", default="int8")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--lengths", default="20,64,128,256")
+    p.add_argument("--fixed", help="a fixed-head artifact to run beside it in process (same data, variant, threads)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--clients", default="8,32")
     p.add_argument("--service-limit", type=int, default=1000, help="sentences per service run")
