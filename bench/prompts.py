@@ -82,7 +82,7 @@ def in_process(a: argparse.Namespace, sentences: list[tuple[str, ...]]) -> dict[
     for n, spec in specs.items():
         prepared = tagger.prepare(spec)
         t0 = time.perf_counter()
-        for _ in range(5):  # encode cost: the prompt encoder alone, best of 5
+        for _ in range(5):  # encode cost: the prompt encoder alone, mean of 5
             tagger.prompted.cache.encode(np.asarray([prepared.head_ids]), prepared.type_mask)
         encode_ms = (time.perf_counter() - t0) / 5 * 1000
         rows[n] = {"tokens": prepared.tokens, "encode_ms": encode_ms, "rates": []}
