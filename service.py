@@ -256,19 +256,16 @@ class PromptBertNER:
     def _by_prompt(self, texts: list[str], *options: Any) -> list[list[EntityDict]]:
         """Texts grouped by their prompt (a batch may merge requests with different ones), tagged group by
         group, answers put back in order."""
-        groups: dict[Any, list[int]] = {}
-        prompts: dict[Any, PreparedPrompt | None] = {}
+        groups: dict[Any, tuple[PreparedPrompt | None, list[int]]] = {}
         for i, t in enumerate(texts):
             p = getattr(t, "prompt", None)
-            key = p.key if p is not None else None
-            groups.setdefault(key, []).append(i)
-            prompts[key] = p
+            groups.setdefault(None if p is None else p.key, (p, []))[1].append(i)
         if len(groups) == 1:
-            (key,) = groups
-            return self.tagger.predict(texts, *options, prompt=prompts[key])
+            ((prompt, _),) = groups.values()
+            return self.tagger.predict(texts, *options, prompt=prompt)
         out: list[list[EntityDict]] = [[] for _ in texts]
-        for key, idx in groups.items():
-            for i, ents in zip(idx, self.tagger.predict([texts[i] for i in idx], *options, prompt=prompts[key])):
+        for prompt, idx in groups.values():
+            for i, ents in zip(idx, self.tagger.predict([texts[i] for i in idx], *options, prompt=prompt)):
                 out[i] = ents
         return out
 

@@ -352,7 +352,7 @@ class Context:
 
             prompted = ort_prompted(session, prompt_session, self.encoder, self.prompts[0].spec,
                                     PromptLimits.of(self.source.encoding))
-            return Tagger(prompted.base, variant=variant, providers=[CPU], path=path, prompted=prompted)
+            return Tagger.prompted_by(prompted, variant=variant, providers=[CPU], path=path)
         return Tagger(onnx_pipeline(session, self.encoder, self.labels, self.attention), variant=variant,
                       providers=[CPU], path=path)
 

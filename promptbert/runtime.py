@@ -137,12 +137,12 @@ def ort_types_tagger(session: Any) -> Any:
 
 
 def ort_prompted(session: Any, prompt_session: Any, encoder: PromptEncoder, default: Any, limits: Any,
-                 **kwargs: Any) -> Any:
+                 *args: Any, **kwargs: Any) -> Any:
     """A PromptedModel over the two graphs of a types artifact."""
     from .typed import PromptedModel
 
-    return PromptedModel.build(encoder, ort_prompt_encoder(prompt_session), ort_types_tagger(session), default, limits,
-                               **kwargs)
+    return PromptedModel(encoder, ort_prompt_encoder(prompt_session), ort_types_tagger(session), default, limits,
+                         *args, **kwargs)
 
 
 def onnx_pipeline(session: Any, encoder: PromptEncoder, labels: LabelMap, prompt_attention: str = "joint",
@@ -219,9 +219,10 @@ class Artifact:
 
     def pipeline(
         self, variant: str = "auto", device: str = "auto", threads: int | None = None, spinning: bool = True,
-        **pipeline_kwargs: Any,
-    ) -> tuple[TaggingPipeline, LoadedModel]:
-        """Load one variant into a TaggingPipeline; reports the providers ORT really gave."""
+        cache_entries: int = 256, cache_bytes: int = 256 << 20, **pipeline_kwargs: Any,
+    ) -> tuple[Any, LoadedModel]:
+        """Load one variant into a TaggingPipeline (a types artifact: a PromptedModel over its two graphs, its
+        prompt cache bounded by ``cache_entries`` and ``cache_bytes``); reports the providers ORT really gave."""
         name, providers, path, encoder = self.check(variant, device)
         if CUDA in providers:
             _preload_cuda()
@@ -230,12 +231,12 @@ class Artifact:
         if CUDA in providers and CUDA not in got:
             log.warning("CUDAExecutionProvider did not come up; running %s on %s", name, got)
             if variant == "auto":  # fp16 on CPU is slow: fall back to the CPU choice
-                return self.pipeline("auto", "cpu", threads, spinning, **pipeline_kwargs)
+                return self.pipeline("auto", "cpu", threads, spinning, cache_entries, cache_bytes, **pipeline_kwargs)
         if "call_cost" not in pipeline_kwargs:  # how a batch is cut into ORT calls depends on the device
             pipeline_kwargs["call_cost"] = default_call_cost(gpu=CUDA in got)
         if self.head == "types":
             prompted = ort_prompted(session, self.prompt_session(got, threads, spinning), encoder, self.default_spec(),
-                                    self.limits(), **pipeline_kwargs)
+                                    self.limits(), cache_entries, cache_bytes, **pipeline_kwargs)
             return prompted, LoadedModel(name, list(got), path)
         pipe = onnx_pipeline(session, encoder, self.labels, self.prompt_attention, **pipeline_kwargs)
         return pipe, LoadedModel(name, list(got), path)

@@ -44,7 +44,7 @@ class Tagger:
                  prompted: PromptedModel | None = None) -> None:
         self.prompted = prompted  # a label-semantic (``types``) model: the prompt decides the labels
         self.prompt: PreparedPrompt | None = None  # the prompt of a view made by under(); None: the default
-        self.pipeline = prompted.pipeline() if prompted is not None else pipeline
+        self.pipeline = pipeline
         self.config = config
         self.variant = variant
         self.providers = list(providers)
@@ -52,29 +52,34 @@ class Tagger:
         self.default_aggregation = config.best_aggregation if config is not None else "first"
 
     @classmethod
+    def prompted_by(cls, prompted: PromptedModel, config: ArtifactConfig | ModelManifest | None = None,
+                    variant: str = "", providers: Sequence[str] = (), path: Path | None = None) -> Tagger:
+        """A types model's tagger, answering under its default prompt until ``under()`` says otherwise."""
+        return cls(prompted.pipeline(), config, variant, providers, path, prompted=prompted)
+
+    @classmethod
     def from_pretrained(cls, path: str | Path, variant: str = "auto", device: str = "auto", *,
-                        threads: int | None = None, spinning: bool = True, **pipeline_options: Any) -> Tagger:
+                        threads: int | None = None, spinning: bool = True, cache_entries: int = 256,
+                        cache_bytes: int = 256 << 20, **pipeline_options: Any) -> Tagger:
         """Load an artifact folder (``promptbert export``) or a model folder (``promptbert train``).
 
         ``variant``: auto (fp16/fp32 on CUDA, int8 on CPU), fp32, optimized, int8 or fp16; ``device``: auto,
-        cpu or cuda. ``pipeline_options`` go to ``TaggingPipeline`` (batching, ``split_sentences``); a types
-        model also takes ``cache_entries`` and ``cache_bytes``, the bounds of its prompt cache.
+        cpu or cuda. ``pipeline_options`` go to ``TaggingPipeline`` (batching, ``split_sentences``);
+        ``cache_entries`` and ``cache_bytes`` bound a types model's cache of prompt encodings.
         """
         folder = Path(path)
         if not folder.is_dir():
             raise ArtifactError(f"{folder}: artifact or model folder not found")
-        cache = {k: pipeline_options.pop(k) for k in ("cache_entries", "cache_bytes") if k in pipeline_options}
         if kind_of(folder) == C.MODEL_FOLDER_KIND:
-            tagger = cls._from_model_folder(folder, variant, device, **cache, **pipeline_options)
+            tagger = cls._from_model_folder(folder, variant, device, cache_entries, cache_bytes, **pipeline_options)
         else:
             from .runtime import Artifact
 
             artifact = Artifact(folder)
-            if artifact.head == "types":
-                pipeline_options.update(cache)
-            pipe, loaded = artifact.pipeline(variant, device, threads, spinning, **pipeline_options)
+            pipe, loaded = artifact.pipeline(variant, device, threads, spinning, cache_entries, cache_bytes,
+                                             **pipeline_options)
             if artifact.head == "types":  # `pipe` is the PromptedModel over the artifact's two graphs
-                tagger = cls(pipe.base, artifact.config, loaded.variant, loaded.providers, loaded.path, prompted=pipe)
+                tagger = cls.prompted_by(pipe, artifact.config, loaded.variant, loaded.providers, loaded.path)
             else:
                 tagger = cls(pipe, artifact.config, loaded.variant, loaded.providers, loaded.path)
         for line in version_warnings(tagger.config.versions):  # type: ignore[union-attr]
@@ -82,7 +87,8 @@ class Tagger:
         return tagger
 
     @classmethod
-    def _from_model_folder(cls, folder: Path, variant: str, device: str, **pipeline_options: Any) -> Tagger:
+    def _from_model_folder(cls, folder: Path, variant: str, device: str, cache_entries: int, cache_bytes: int,
+                           **pipeline_options: Any) -> Tagger:
         """PyTorch, on CUDA where asked for or (auto) available. ONNX variants belong to artifacts."""
         if variant not in ("auto", "pytorch"):
             raise InputError(f"variant: {variant!r} is an artifact's; a model folder runs on PyTorch "
@@ -99,14 +105,13 @@ class Tagger:
         target = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
         model, encoder, labels, manifest = load_model_folder(folder)
         model.to(target)
-        cache = {k: pipeline_options.pop(k) for k in ("cache_entries", "cache_bytes") if k in pipeline_options}
         if manifest.encoding.head == "types":
             from .training.typed import prompted_model
             from .typed import PromptLimits, default_prompt
 
             prompted = prompted_model(model, encoder, default_prompt(folder, manifest.prompt.fingerprint),
-                                      PromptLimits.of(manifest.encoding), **cache, **pipeline_options)
-            return cls(prompted.base, manifest, "pytorch", [f"torch:{target}"], folder, prompted=prompted)
+                                      PromptLimits.of(manifest.encoding), cache_entries, cache_bytes, **pipeline_options)
+            return cls.prompted_by(prompted, manifest, "pytorch", [f"torch:{target}"], folder)
         pipe = torch_pipeline(model, encoder, labels, **pipeline_options)
         return cls(pipe, manifest, "pytorch", [f"torch:{target}"], folder)
 

@@ -18,6 +18,7 @@ training would have built from the same spec.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -106,16 +107,16 @@ class PreparedPrompt:
     head_ids: tuple[int, ...]  # [CLS] prompt [SEP]
     type_mask: np.ndarray  # [types, head tokens] float32, each row averages its type's span
 
-    @property
+    @functools.cached_property  # read for every text of a batch: computed once
     def fingerprint(self) -> str:
         return fingerprint(self.text)
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[str, tuple[str, ...]]:
         """Cache identity: the rendered text and the types in order (the text alone names them too)."""
         return self.fingerprint, self.types
 
-    @property
+    @functools.cached_property
     def labels(self) -> LabelMap:
         return LabelMap.from_types(self.types)
 
@@ -250,6 +251,43 @@ class CacheStats:
     max_bytes: int
 
 
+class Lru:
+    """Least recently used first out, bounded by entries and by bytes; thread-safe."""
+
+    def __init__(self, max_entries: int, max_bytes: int | None = None) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Any) -> Any:
+        """The value under ``key`` (now the most recent), or None."""
+        with self.lock:
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+            return found[0]
+
+    def put(self, key: Any, value: Any, size: int = 0) -> int:
+        """Keep ``value`` unless it alone is over the byte budget; returns how many entries it evicted."""
+        with self.lock:
+            if (self.max_bytes is not None and size > self.max_bytes) or key in self._items:
+                return 0
+            self._items[key] = (value, size)
+            self.bytes += size
+            evicted = 0
+            while len(self._items) > self.max_entries or (self.max_bytes is not None and self.bytes > self.max_bytes):
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+                evicted += 1
+            return evicted
+
+
 class PromptCache:
     """Encodings of recent prompts, least recently used evicted first, bounded by entries and bytes.
 
@@ -266,47 +304,31 @@ class PromptCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.observer = observer  # the service's /metrics
-        self._items: OrderedDict[Any, tuple[dict[str, np.ndarray], int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self._lru = Lru(max_entries, max_bytes)
         self.hits = self.misses = self.evictions = 0
         self.encode_seconds = 0.0
 
     def get(self, prompt: PreparedPrompt) -> dict[str, np.ndarray]:
-        key = prompt.key
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
-                entries, size = len(self._items), self._bytes
-            else:
-                self.misses += 1
-        if found is not None:
-            if self.observer is not None:
-                self.observer(True, 0.0, entries, size)
-            return found[0]
-        t0 = time.perf_counter()  # encoded outside the lock: other prompts' requests go on meanwhile
-        enc = self.encode(np.asarray([prompt.head_ids], dtype=np.int64), prompt.type_mask)
-        seconds = time.perf_counter() - t0
-        size = sum(a.nbytes for a in enc.values())
-        with self._lock:
+        found = self._lru.get(prompt.key)
+        hit, seconds, evicted = found is not None, 0.0, 0
+        if not hit:  # encoded outside any lock: other prompts' requests go on meanwhile
+            t0 = time.perf_counter()
+            found = self.encode(np.asarray([prompt.head_ids], dtype=np.int64), prompt.type_mask)
+            seconds = time.perf_counter() - t0
+            evicted = self._lru.put(prompt.key, found, sum(a.nbytes for a in found.values()))
+        with self._lru.lock:
+            self.hits += hit
+            self.misses += not hit
+            self.evictions += evicted
             self.encode_seconds += seconds
-            if size <= self.max_bytes and key not in self._items:
-                self._items[key] = (enc, size)
-                self._bytes += size
-                while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
-                    _, (_, dropped) = self._items.popitem(last=False)
-                    self._bytes -= dropped
-                    self.evictions += 1
-            entries, held = len(self._items), self._bytes
+            entries, held = len(self._lru), self._lru.bytes
         if self.observer is not None:
-            self.observer(False, seconds, entries, held)
-        return enc
+            self.observer(hit, seconds, entries, held)
+        return found
 
     def stats(self) -> CacheStats:
-        with self._lock:
-            return CacheStats(len(self._items), self._bytes, self.hits, self.misses, self.evictions,
+        with self._lru.lock:
+            return CacheStats(len(self._lru), self._lru.bytes, self.hits, self.misses, self.evictions,
                               round(self.encode_seconds, 6), self.max_entries, self.max_bytes)
 
 
@@ -318,19 +340,13 @@ class PromptedModel:
     same pipeline with that prompt's labels and encoding.
     """
 
-    @classmethod
-    def build(cls, encoder: Any, encode: PromptEncodeFn, tag: TagFn, default: PromptSpec, limits: PromptLimits,
-              cache_entries: int = 256, cache_bytes: int = 256 << 20, **pipeline_kwargs: Any) -> PromptedModel:
-        """Over any backend's two calls (ONNX Runtime, PyTorch): the shared pipeline and the cache."""
+    def __init__(self, encoder: Any, encode: PromptEncodeFn, tag: TagFn, default: PromptSpec, limits: PromptLimits,
+                 cache_entries: int = 256, cache_bytes: int = 256 << 20, **pipeline_kwargs: Any) -> None:
+        """Over any backend's two calls (ONNX Runtime, PyTorch); ``pipeline_kwargs`` go to the shared pipeline."""
         from .pipeline import TaggingPipeline
 
-        base = TaggingPipeline(encoder, LabelMap.from_types(tuple(default.labels)), _no_prompt, head_cached=True,
-                               **pipeline_kwargs)
-        return cls(base, encode, tag, default, limits, cache_entries, cache_bytes)
-
-    def __init__(self, pipeline: Any, encode: PromptEncodeFn, tag: TagFn, default: PromptSpec, limits: PromptLimits,
-                 cache_entries: int = 256, cache_bytes: int = 256 << 20) -> None:
-        self.base = pipeline
+        self.base = TaggingPipeline(encoder, LabelMap.from_types(tuple(default.labels)), _no_prompt, head_cached=True,
+                                    **pipeline_kwargs)
         self.tag = tag
         self.limits = limits
         self.default_spec = default
@@ -338,22 +354,15 @@ class PromptedModel:
         self.default = self.prepare(default, "default prompt")
         # Requests repeat their prompts: the prepared prompt (rendered, tokenized, type mask) of each recent
         # request prompt, by its JSON, so a repeated one skips parsing and tokenizing too.
-        self._prepared: OrderedDict[Any, PreparedPrompt] = OrderedDict()
-        self._prepared_lock = threading.Lock()
+        self._prepared = Lru(PREPARED_ENTRIES)
 
     def prepared(self, key: Any, make: Callable[[], PreparedPrompt]) -> PreparedPrompt:
-        """``make()``, remembered under ``key`` (the last PREPARED_ENTRIES keys)."""
-        with self._prepared_lock:
-            found = self._prepared.get(key)
-            if found is not None:
-                self._prepared.move_to_end(key)
-                return found
-        made = make()  # raises for a bad prompt: nothing is remembered then
-        with self._prepared_lock:
-            self._prepared[key] = made
-            while len(self._prepared) > PREPARED_ENTRIES:
-                self._prepared.popitem(last=False)
-        return made
+        """``make()``, remembered under ``key`` (the last PREPARED_ENTRIES keys); a bad prompt raises every time."""
+        found = self._prepared.get(key)
+        if found is None:
+            found = make()
+            self._prepared.put(key, found)
+        return found
 
     def prepare(self, spec: PromptSpec, where: str = "prompt") -> PreparedPrompt:
         enc = self.base.encoder

@@ -32,7 +32,8 @@ def check_supported(model: Any) -> None:
     base = getattr(model, "base_model", None)
     layers = getattr(getattr(base, "encoder", None), "layer", None)
     ok = (
-        base is not None and layers is not None and hasattr(base, "embeddings") and hasattr(model, "classifier")
+        base is not None and layers is not None and hasattr(base, "embeddings")
+        and (hasattr(model, "classifier") or base is model)  # a token classifier, or the bare encoder (types head)
         and all(hasattr(layer, "attention") and hasattr(layer.attention, "self") and hasattr(layer, "intermediate")
                 for layer in layers)
         and getattr(model.config, "position_embedding_type", "absolute") == "absolute"

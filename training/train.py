@@ -106,9 +106,14 @@ def load_base(config: TrainConfig, labels: LabelMap | None) -> tuple[Any, Any, s
     return tokenizer, model, base
 
 
+def tokenizer_specials(tokenizer: Any) -> dict[str, str]:
+    """The special tokens a PromptEncoder needs, from a transformers tokenizer."""
+    return {k: getattr(tokenizer, k) for k in ("cls_token", "sep_token", "pad_token", "unk_token") if getattr(tokenizer, k, None)}
+
+
 def make_encoder(tokenizer: Any, prompt: ResolvedPrompt, config: TrainConfig) -> PromptEncoder:
-    specials = {k: getattr(tokenizer, k) for k in ("cls_token", "sep_token", "pad_token", "unk_token") if getattr(tokenizer, k, None)}
-    return PromptEncoder(tokenizer.backend_tokenizer, prompt.text, config.max_length, config.stride, specials)
+    return PromptEncoder(tokenizer.backend_tokenizer, prompt.text, config.max_length, config.stride,
+                         tokenizer_specials(tokenizer))
 
 
 def windows_for(sentences: list[D.Sentence], encoder: PromptEncoder, labels: LabelMap, own_only: bool) -> list[Window]:

@@ -16,8 +16,8 @@ from promptbert.prompt import MIN_TEXT_TOKENS, fingerprint
 from promptbert.typed import PromptLimits, prepare, render_typed
 
 from .config import CorpusConfig, TrainConfig
-from .train import device_and_precision, load_base, log, run_trainer, training_args, training_callbacks
-from .typed import HEAD_WEIGHTS, BatchCollator, PromptDraws, TypedTagger, load_corpus, make_batches, make_trainer_class, prompted_model
+from .train import device_and_precision, load_base, log, run_trainer, tokenizer_specials, training_args, training_callbacks
+from .typed import HEAD_WEIGHTS, BatchCollator, PromptDraws, TypedTagger, TypedTrainer, corpus_tagger, load_corpus, make_batches
 
 
 def limits_for(config: TrainConfig, positions: int) -> PromptLimits:
@@ -30,8 +30,8 @@ def limits_for(config: TrainConfig, positions: int) -> PromptLimits:
 
 
 def check_draws(corpus: Any, encoder: PromptEncoder, limits: PromptLimits) -> None:
-    """The longest prompt training may draw for a corpus (every type with its longest phrasing, every negative)
-    fits the limits, and no negative is one of the corpus's own types."""
+    """The longest prompt training may draw for a corpus (every type with its longest phrasing, the negatives
+    it has room for) fits the limits, and so does its default prompt; no negative is one of its own types."""
     from dataclasses import replace
 
     from promptbert.errors import InputError
@@ -41,25 +41,23 @@ def check_draws(corpus: Any, encoder: PromptEncoder, limits: PromptLimits) -> No
     if clash:
         raise ConfigError(f"corpora[{corpus.name}].negatives: {clash[0]!r} is one of the corpus's own types")
     labels = {t: max(corpus.phrasings[t], key=len) for t in corpus.types}
-    labels.update(corpus.negatives)
-    labels = dict(list(labels.items())[: limits.max_types])
+    room = max(0, limits.max_types - len(labels))
+    labels.update(dict(list(corpus.negatives.items())[:room]))
     try:
-        prepare(replace(corpus.spec, labels=labels), encoder.tokenizer, encoder.cls_id, encoder.sep_id, limits,
-                f"corpora[{corpus.name}] prompt")
+        for spec in (replace(corpus.spec, labels=labels), corpus.full_spec()):
+            prepare(spec, encoder.tokenizer, encoder.cls_id, encoder.sep_id, limits, f"corpora[{corpus.name}] prompt")
     except InputError as exc:
         raise ConfigError(str(exc)) from None
 
 
 def train_types(config: TrainConfig, config_path: str | None = None, force: bool = False) -> ModelManifest:
-    from promptbert.tagger import Tagger
-
     from .evaluate import evaluate_sentences
 
     tokenizer, base, base_path = load_base(config, None)
     positions = int(getattr(base.config, "max_position_embeddings", 512))
     limits = limits_for(config, positions)
     corpus_configs = config.corpora or (CorpusConfig(data_dir=config.data_dir, prompt=config.prompt),)
-    specials = {k: getattr(tokenizer, k) for k in ("cls_token", "sep_token", "pad_token", "unk_token") if getattr(tokenizer, k, None)}
+    specials = tokenizer_specials(tokenizer)
     probe = PromptEncoder(tokenizer.backend_tokenizer, "", positions, config.stride, specials, text_tokens=config.text_tokens)
     corpora = [load_corpus(c, i, config, probe) for i, c in enumerate(corpus_configs)]
     names = [c.name for c in corpora]
@@ -71,10 +69,9 @@ def train_types(config: TrainConfig, config_path: str | None = None, force: bool
     default_text, _ = render_typed(default)
     encoder = PromptEncoder(tokenizer.backend_tokenizer, default_text, positions, config.stride, specials,
                             text_tokens=config.text_tokens)
-    prepare(default, encoder.tokenizer, encoder.cls_id, encoder.sep_id, limits, "default prompt")  # fits the limits
     model = TypedTagger(base)
     if (Path(base_path) / HEAD_WEIGHTS).is_file():  # a types model folder as the base: its head too (fine-tuning it)
-        model = TypedTagger.load(Path(base_path))
+        model.load_head(Path(base_path))
         log.info("base model %s: its label-semantic head is fine-tuned too", base_path)
     batches = make_batches(corpora, config.batch_size, config.seed)
     device, precision = device_and_precision(config)
@@ -86,11 +83,10 @@ def train_types(config: TrainConfig, config_path: str | None = None, force: bool
         args = training_args(config, out, device, precision, per_device_train_batch_size=1, group_by_length=False,
                              remove_unused_columns=False)
         callbacks, budget = training_callbacks(config)
-        trainer_cls = make_trainer_class()
-        trainer_cls.corpora, trainer_cls.encoder, trainer_cls.limits = corpora, encoder, limits
-        trainer = trainer_cls(model=model, args=args, train_dataset=batches, eval_dataset=batches[:1],
-                              data_collator=BatchCollator(corpora, PromptDraws(config, config.seed), encoder, limits),
-                              callbacks=callbacks)
+        # eval_dataset: the Trainer wants one to evaluate at all; TypedTrainer.evaluate scores the corpora instead
+        trainer = TypedTrainer(model=model, args=args, train_dataset=batches, eval_dataset=batches[:1],
+                               data_collator=BatchCollator(corpora, PromptDraws(config, config.seed), encoder, limits),
+                               callbacks=callbacks, corpora=corpora, encoder=encoder, limits=limits)
         run = run_trainer(trainer, config)
         tokens = sum(len(r["input_ids"]) for c in corpora for r in c.rows)
 
@@ -105,8 +101,7 @@ def train_types(config: TrainConfig, config_path: str | None = None, force: bool
         model.eval()
         metrics: dict[str, Any] = {"corpora": {}}
         for c in corpora:
-            pmodel = prompted_model(model, encoder, c.full_spec(), limits)
-            tagger = Tagger(pmodel.base, variant="pytorch", prompted=pmodel)
+            tagger = corpus_tagger(model, encoder, c, limits)
             per = {"dev": evaluate_sentences(tagger, c.dev)}
             if c.test:
                 per["test"] = evaluate_sentences(tagger, c.test)

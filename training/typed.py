@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from transformers import Trainer
 
 from promptbert import data as D
 from promptbert.encoding import IGNORE_INDEX, PromptEncoder
@@ -48,7 +49,7 @@ class TypedTagger(nn.Module):
         self.base = base
         self.config = base.config
         self.text_type = text_type
-        check_supported(_Probe(base))
+        check_supported(base)
         h = base.config.hidden_size
         self.query = nn.Linear(h, h)
         self.type_b = nn.Linear(h, h)
@@ -89,21 +90,18 @@ class TypedTagger(nn.Module):
 
     @classmethod
     def load(cls, folder: Path) -> TypedTagger:
-        from safetensors.torch import load_file
         from transformers import AutoModel
 
-        model = cls(AutoModel.from_pretrained(str(folder), add_pooling_layer=False))
-        missing = model.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)), strict=False)
+        return cls(AutoModel.from_pretrained(str(folder), add_pooling_layer=False)).load_head(folder)
+
+    def load_head(self, folder: Path) -> TypedTagger:
+        """The label-semantic head's weights from a types model folder (the encoder's are loaded already)."""
+        from safetensors.torch import load_file
+
+        missing = self.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)), strict=False)
         if missing.unexpected_keys or any(not k.startswith("base.") for k in missing.missing_keys):
             raise ConfigError(f"{folder}: {HEAD_WEIGHTS} does not match the types head")
-        return model
-
-
-class _Probe:
-    """check_supported wants a token classifier's shape; a base model plus a head is one."""
-
-    def __init__(self, base: Any) -> None:
-        self.base_model, self.config, self.classifier = base, base.config, True
+        return self
 
 
 def torch_backend(model: TypedTagger) -> tuple[Any, Any]:
@@ -128,7 +126,7 @@ def prompted_model(model: TypedTagger, encoder: PromptEncoder, default: PromptSp
                    cache_entries: int = 256, cache_bytes: int = 256 << 20, **pipeline_kwargs: Any) -> PromptedModel:
     """A PromptedModel over a PyTorch TypedTagger (training's scores, model folders, the export's reference)."""
     encode, tag = torch_backend(model)
-    return PromptedModel.build(encoder, encode, tag, default, limits, cache_entries, cache_bytes, **pipeline_kwargs)
+    return PromptedModel(encoder, encode, tag, default, limits, cache_entries, cache_bytes, **pipeline_kwargs)
 
 
 @dataclass
@@ -277,33 +275,31 @@ def make_batches(corpora: list[Corpus], batch_size: int, seed: int) -> list[dict
     return out
 
 
-def make_trainer_class() -> Any:
-    """A Trainer whose evaluation tags each corpus's dev split under its full prompt, word by word."""
-    from transformers import Trainer
+def corpus_tagger(model: TypedTagger, encoder: PromptEncoder, corpus: Corpus, limits: PromptLimits) -> Any:
+    """The PyTorch tagger of a corpus's full prompt: how training scores each corpus, during and after."""
+    from promptbert.tagger import Tagger
 
-    class TypedTrainer(Trainer):
-        corpora: list[Corpus] = []
-        encoder: PromptEncoder | None = None
-        limits: PromptLimits | None = None
+    return Tagger.prompted_by(prompted_model(model, encoder, corpus.full_spec(), limits), variant="pytorch")
 
-        def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
-            from promptbert.tagger import Tagger
 
-            from .evaluate import evaluate_sentences
+class TypedTrainer(Trainer):
+    """A Trainer whose evaluation tags each corpus's dev split under its full prompt, word by word, through the
+    same Tagger path as serving; ``eval_f1`` is the mean over corpora."""
 
-            model = self.model
-            model.eval()
-            scores = {}
-            for c in self.corpora:
-                if c.dev:
-                    pm = prompted_model(model, self.encoder, c.full_spec(), self.limits)  # type: ignore[arg-type]
-                    rep = evaluate_sentences(Tagger(pm.base, variant="pytorch", prompted=pm), c.dev)
-                    scores[f"{metric_key_prefix}_f1_{c.name}"] = rep["micro avg"]["f1-score"]
-            model.train()
-            per = [v for k, v in scores.items()]
-            metrics = {f"{metric_key_prefix}_f1": float(np.mean(per)) if per else 0.0, **scores}
-            self.log(metrics)
-            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-            return metrics
+    def __init__(self, *args: Any, corpora: list[Corpus], encoder: PromptEncoder, limits: PromptLimits,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.corpora, self.encoder, self.limits = corpora, encoder, limits
 
-    return TypedTrainer
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        from .evaluate import evaluate_sentences
+
+        self.model.eval()
+        scores = {f"{metric_key_prefix}_f1_{c.name}":
+                  evaluate_sentences(corpus_tagger(self.model, self.encoder, c, self.limits), c.dev)["micro avg"]["f1-score"]
+                  for c in self.corpora if c.dev}
+        self.model.train()
+        metrics = {f"{metric_key_prefix}_f1": float(np.mean(list(scores.values()))) if scores else 0.0, **scores}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
