@@ -77,12 +77,15 @@ def _onnx_export_isolated(tagger: Any, model_dir: Path, out: Path, opset: int) -
     baked = BakedPromptTagger(tagger)
     ids = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]], dtype=torch.long)
     mask = (torch.arange(4) < torch.tensor([[4], [2]])).long()
+    args, names = (ids, mask), ["input_ids", "attention_mask"]
+    if tagger.word_shapes is not None:
+        args, names = (ids, mask, torch.tensor([[8, 1, 2, 0], [9, 0, 0, 0]], dtype=torch.long)), [*names, "word_shape"]
     axes = {0: "batch_size", 1: "sequence_length"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(baked, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+        torch.onnx.export(baked, args, str(path), input_names=names,
                           output_names=["logits"], opset_version=opset, dynamo=False,
-                          dynamic_axes={name: axes for name in ("input_ids", "attention_mask", "logits")})
+                          dynamic_axes={name: axes for name in (*names, "logits")})
     tagger.eval()  # the exporter restores the wrapper's previous mode: make sure no dropout is left on
     shutil.copyfile(model_dir / "config.json", out / "config.json")
     return path
@@ -112,8 +115,9 @@ def _onnx_export_types(ctx: Context, out: Path) -> Path:
             super().__init__()
             self.m = m
 
-        def forward(self, input_ids: Any, attention_mask: Any, keys: Any, values: Any, type_keys: Any, type_bias: Any) -> Any:
-            return self.m.tag(input_ids, attention_mask, keys, values, type_keys, type_bias)
+        def forward(self, input_ids: Any, attention_mask: Any, keys: Any, values: Any, type_keys: Any, type_bias: Any,
+                    word_shape: Any = None) -> Any:
+            return self.m.tag(input_ids, attention_mask, keys, values, type_keys, type_bias, word_shape)
 
     model, opset = ctx.model, ctx.config.opset
     model.eval()
@@ -126,6 +130,9 @@ def _onnx_export_types(ctx: Context, out: Path) -> Path:
     ids = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]], dtype=torch.long)
     att = (torch.arange(4) < torch.tensor([[4], [2]])).long()
     kv_axes = {2: "prompt_length"}
+    inputs, args = list(TYPES_INPUTS), (ids, att, *enc)
+    if model.word_shapes is not None:
+        inputs, args = [*inputs, "word_shape"], (*args, torch.tensor([[8, 1, 2, 0], [9, 0, 0, 0]], dtype=torch.long))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(PromptGraph(model), (head, mask), str(out / C.PROMPT_ENCODER),
@@ -134,10 +141,11 @@ def _onnx_export_types(ctx: Context, out: Path) -> Path:
                           dynamic_axes={"prompt_ids": {1: "prompt_length"}, "type_mask": {0: "types", 1: "prompt_length"},
                                         "keys": kv_axes, "values": kv_axes, "type_keys": {0: "labels"},
                                         "type_bias": {0: "labels"}})
-        torch.onnx.export(TagGraph(model), (ids, att, *enc), str(out / "model.onnx"), input_names=list(TYPES_INPUTS),
+        torch.onnx.export(TagGraph(model), args, str(out / "model.onnx"), input_names=inputs,
                           output_names=["logits"], opset_version=opset, dynamo=False,
                           dynamic_axes={"input_ids": {0: "batch_size", 1: "sequence_length"},
                                         "attention_mask": {0: "batch_size", 1: "sequence_length"},
+                                        "word_shape": {0: "batch_size", 1: "sequence_length"},
                                         "keys": kv_axes, "values": kv_axes, "type_keys": {0: "labels"},
                                         "type_bias": {0: "labels"},
                                         "logits": {0: "batch_size", 1: "sequence_length", 2: "classes"}})

@@ -12,6 +12,9 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 QUANTIZATION_CONFIG = "ort_config.json"
 PARITY = "parity.json"
 
+# The word-shape embedding of a model folder trained with casing (the HF model's weights do not hold it).
+CASING_WEIGHTS = "casing.safetensors"
+
 # A types artifact's prompt encoder (prompt ids + type mask -> keys, values, type keys), fp32 for every variant.
 PROMPT_ENCODER = "prompt_encoder.onnx"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from .casing import CASING_SCHEME, SHAPE_CACHE_WORDS, first_word, word_shape
 from .errors import ArtifactError, ConfigError
 from .prompt import check_fits
 
@@ -40,6 +41,7 @@ class Window:
     own_start: int  # words [own_start, own_end) take their prediction from this window
     own_end: int
     labels: list[int] | None = None
+    word_shape: list[int] | None = None  # per token, a model with casing only (casing.py)
 
 
 def load_tokenizer(folder: str | Path) -> tuple[Tokenizer, dict[str, str]]:
@@ -90,9 +92,15 @@ class PromptEncoder:
         stride: int = 32,
         specials: dict[str, str] | None = None,
         text_tokens: int | None = None,
+        casing: str = "",
     ) -> None:
         """``text_tokens`` fixes the text part of a window whatever the prompt's length (``types`` models,
-        whose prompt comes with each request); otherwise the text gets what the prompt leaves of max_length."""
+        whose prompt comes with each request); otherwise the text gets what the prompt leaves of max_length.
+        ``casing``: the manifest's scheme ("" for none); with one, windows carry word shapes."""
+        if casing not in ("", CASING_SCHEME):
+            raise ArtifactError(f"casing: unknown scheme {casing!r} (this promptbert knows {CASING_SCHEME!r})")
+        self.casing = casing
+        self._shapes: dict[str, int] = {}
         specials = specials or {}
         tokenizer = plain_tokenizer(tokenizer)
         self.tokenizer = tokenizer
@@ -182,11 +190,28 @@ class PromptEncoder:
             out.append((s, e, own_s, own_e))
         return out
 
-    def encode(self, words: list[str] | tuple[str, ...], label_ids: list[int] | None = None) -> list[Window]:
-        """Windows of one sentence. With ``label_ids`` (one per word), the first piece of each word carries it."""
+    def word_shapes(self, words: Sequence[str]) -> list[int]:
+        """Shape id per word of a sentence (casing.py), the first word's marked as such."""
+        cache = self._shapes
+        shapes = [cache.get(w) or word_shape(w) for w in words]
+        if len(cache) > SHAPE_CACHE_WORDS:
+            cache.clear()
+        cache.update(zip(words, shapes))
+        if shapes:
+            shapes[0] = first_word(shapes[0])
+        return shapes
+
+    def encode(self, words: list[str] | tuple[str, ...], label_ids: list[int] | None = None,
+               shapes: Sequence[int] | None = None) -> list[Window]:
+        """Windows of one sentence. With ``label_ids`` (one per word), the first piece of each word carries it.
+        ``shapes`` replaces the words' own shape ids (training's lowercase augmentation)."""
         pieces = self.word_pieces(words)
         if label_ids is not None and len(label_ids) != len(pieces):
             raise ValueError(f"{len(label_ids)} labels for {len(pieces)} words")
+        if self.casing and shapes is None:
+            shapes = self.word_shapes(words)
+        elif not self.casing:
+            shapes = None
         head_len = len(self.head_ids)
         windows = []
         for s, e, own_s, own_e in self.spans(pieces):
@@ -204,7 +229,10 @@ class PromptEncoder:
             if labels is not None:
                 labels.append(IGNORE_INDEX)
             types = [0] * head_len + [self.text_type] * (len(ids) - head_len)
-            windows.append(Window(ids, types, token_word, s, e, own_s, own_e, labels))
+            shape_row = None
+            if shapes is not None:
+                shape_row = [0] * head_len + [shapes[w] for w in token_word[head_len:-1]] + [0]
+            windows.append(Window(ids, types, token_word, s, e, own_s, own_e, labels, shape_row))
         return windows
 
 
@@ -224,7 +252,13 @@ def batch_arrays(windows: list[Window], pad_id: int, skip: int = 0) -> dict[str,
         ids[i, :k] = w.input_ids[skip:]
         types[i, :k] = w.token_type_ids[skip:]
         mask[i, :k] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    if windows and windows[0].word_shape is not None:
+        shapes = np.zeros((n, width), dtype=np.int64)
+        for i, w in enumerate(windows):
+            shapes[i, : len(w.input_ids) - skip] = w.word_shape[skip:]  # type: ignore[index]
+        out["word_shape"] = shapes
+    return out
 
 
 def piece_spans(token_word: list[int], skip: int, own_start: int, own_end: int) -> dict[int, tuple[int, int]]:

@@ -147,6 +147,8 @@ class EncodingInfo:
     text_tokens: int = 0
     max_prompt_tokens: int = 0
     max_types: int = 0
+    # The word-shape scheme fed to the model's text tokens (promptbert/casing.py); "" for none.
+    casing: str = ""
 
 
 class _Manifest:

@@ -73,17 +73,19 @@ def make_session(path: str | Path, providers: list[str], threads: int | None = N
         raise ArtifactError(f"{path}: cannot load ONNX model ({str(exc).splitlines()[0][:200]})") from None
 
 
-def ort_logits_fn(session: Any, prompt_attention: str = "joint") -> Any:
+def ort_logits_fn(session: Any, prompt_attention: str = "joint", casing: str = "") -> Any:
     """Logits function over an ORT session.
 
     A joint graph is always fed token_type_ids (ORTModel would zero-fill them); an
-    isolated graph takes the text part only, its segment id and positions baked in.
+    isolated graph takes the text part only, its segment id and positions baked in,
+    plus the word shapes of a model trained with casing.
     """
     names = {i.name for i in session.get_inputs()}
     if prompt_attention == "isolated":
-        wanted: tuple[str, ...] = ("input_ids", "attention_mask")
+        wanted: tuple[str, ...] = ("input_ids", "attention_mask", *(("word_shape",) if casing else ()))
         if names != set(wanted):
-            raise ArtifactError(f"ONNX graph inputs {sorted(names)} are not those of a prompt-isolated graph {list(wanted)}")
+            raise ArtifactError(f"ONNX graph inputs {sorted(names)} are not those of a prompt-isolated graph "
+                                f"{list(wanted)} (the manifest's casing: {casing or 'none'})")
     else:
         wanted = ("input_ids", "attention_mask", "token_type_ids")
         missing = set(wanted) - names
@@ -119,15 +121,17 @@ def ort_prompt_encoder(session: Any) -> Any:
     return encode
 
 
-def ort_types_tagger(session: Any) -> Any:
+def ort_types_tagger(session: Any, casing: str = "") -> Any:
     """The tagger graph of a types model as a TagFn: text windows + a prompt's encoding -> logits."""
     names = {i.name for i in session.get_inputs()}
-    if names != set(TYPES_INPUTS):
-        raise ArtifactError(f"ONNX graph inputs {sorted(names)} are not those of a types graph {list(TYPES_INPUTS)}")
+    text = ("input_ids", "attention_mask", *(("word_shape",) if casing else ()))
+    if names != set(TYPES_INPUTS) | set(text):
+        raise ArtifactError(f"ONNX graph inputs {sorted(names)} are not those of a types graph "
+                            f"{[*TYPES_INPUTS, *text[2:]]} (the manifest's casing: {casing or 'none'})")
     dtypes = _dtypes(session)
 
     def tag(batch: dict[str, np.ndarray], encoding: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        feed = {k: batch[k] for k in text}
         for k in PROMPT_ENCODING:  # an fp16 graph takes its encoding in fp16 (the encoder runs in fp32)
             v = encoding[k]
             feed[k] = v if v.dtype == dtypes[k] else v.astype(dtypes[k])
@@ -141,14 +145,14 @@ def ort_prompted(session: Any, prompt_session: Any, encoder: PromptEncoder, defa
     """A PromptedModel over the two graphs of a types artifact."""
     from .typed import PromptedModel
 
-    return PromptedModel(encoder, ort_prompt_encoder(prompt_session), ort_types_tagger(session), default, limits,
+    return PromptedModel(encoder, ort_prompt_encoder(prompt_session), ort_types_tagger(session, encoder.casing), default, limits,
                          *args, **kwargs)
 
 
 def onnx_pipeline(session: Any, encoder: PromptEncoder, labels: LabelMap, prompt_attention: str = "joint",
                   **pipeline_kwargs: Any) -> TaggingPipeline:
     """A TaggingPipeline over an ORT session, fed the way the graph's prompt attention wants."""
-    return TaggingPipeline(encoder, labels, ort_logits_fn(session, prompt_attention),
+    return TaggingPipeline(encoder, labels, ort_logits_fn(session, prompt_attention, encoder.casing),
                            head_cached=prompt_attention == "isolated", **pipeline_kwargs)
 
 
@@ -178,7 +182,7 @@ class Artifact:
     def encoder(self) -> PromptEncoder:
         encoding = self.config.encoding
         enc = PromptEncoder(self.tokenizer, self.prompt_text, encoding.max_length, encoding.stride, self.specials,
-                            text_tokens=encoding.text_tokens or None)
+                            text_tokens=encoding.text_tokens or None, casing=encoding.casing)
         expected = self.config.prompt.tokens
         if enc.prompt_tokens != expected:
             raise ArtifactError(f"{self.folder}: the prompt encodes to {enc.prompt_tokens} tokens but the model was "

@@ -167,6 +167,7 @@ def test_isolated_graph_runs_the_text_as_segment_b(tiny_artifact, tiny_model):
     """The prompt-isolated graph has the segment baked in: its logits are those of the full window with the
     text as segment B (and the head unable to see the text), not those with the text as segment A."""
     import torch
+    from safetensors.torch import load_file
     from transformers import AutoModelForTokenClassification
 
     from promptbert.encoding import batch_arrays
@@ -182,9 +183,14 @@ def test_isolated_graph_runs_the_text_as_segment_b(tiny_artifact, tiny_model):
     full = batch_arrays(windows, enc.pad_id)
     model = AutoModelForTokenClassification.from_pretrained(str(tiny_model)).eval()
     ids, types, mask = (torch.from_numpy(full[k]) for k in ("input_ids", "token_type_ids", "attention_mask"))
+    assert art.config.encoding.casing  # the tiny tokenizer is uncased: casing auto is on
+    shapes = load_file(str(tiny_model / C.CASING_WEIGHTS))["weight"][torch.from_numpy(full["word_shape"])]
+    shapes[:, :head] = 0  # the head was encoded without word shapes
     with torch.inference_mode():
-        as_b = model(input_ids=ids, token_type_ids=types, attention_mask=isolated_mask(types, mask, head)).logits.numpy()
-        as_a = model(input_ids=ids, token_type_ids=torch.zeros_like(types), attention_mask=isolated_mask(types, mask, head)).logits.numpy()
+        embeds = model.bert.embeddings.word_embeddings(ids) + shapes
+        as_b = model(inputs_embeds=embeds, token_type_ids=types, attention_mask=isolated_mask(types, mask, head)).logits.numpy()
+        as_a = model(inputs_embeds=embeds, token_type_ids=torch.zeros_like(types),
+                     attention_mask=isolated_mask(types, mask, head)).logits.numpy()
     assert types.max() == 1
     np.testing.assert_allclose(onnx_logits, as_b[:, head:], atol=1e-4)
     assert np.abs(onnx_logits - as_a[:, head:]).max() > 1e-3

@@ -18,13 +18,16 @@ what a full-sequence BERT computes with the matching 3D attention mask (see
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers.modeling_outputs import TokenClassifierOutput
 
-from promptbert.errors import ConfigError
+from promptbert import constants as C
+from promptbert.casing import SHAPE_VOCAB
+from promptbert.errors import ArtifactError, ConfigError
 
 
 def check_supported(model: Any) -> None:
@@ -64,18 +67,23 @@ def head_states(base: Any, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 def text_states(base: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keys: torch.Tensor,
-                values: torch.Tensor, text_type: int) -> torch.Tensor:
+                values: torch.Tensor, text_type: int, extra_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """Last hidden states of text tokens that attend to a head's cached keys/values and to each other.
 
     The text keeps the positions it has in the full window (after the head) and segment ``text_type``.
+    ``extra_embeds`` (word shapes) is added to the tokens' word embeddings, before the embedding LayerNorm.
     """
     b, t = input_ids.shape
     head = keys.shape[2]
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     positions = (torch.arange(t, device=input_ids.device) + head).unsqueeze(0).expand(b, t)
-    h = base.embeddings(input_ids=input_ids, token_type_ids=torch.full_like(input_ids, text_type),
-                        position_ids=positions)
+    segments = torch.full_like(input_ids, text_type)
+    if extra_embeds is None:
+        h = base.embeddings(input_ids=input_ids, token_type_ids=segments, position_ids=positions)
+    else:
+        h = base.embeddings(inputs_embeds=base.embeddings.word_embeddings(input_ids) + extra_embeds,
+                            token_type_ids=segments, position_ids=positions)
     # The head is never masked: only the text's keys take the additive mask.
     additive = ((1.0 - attention_mask.to(h.dtype)) * torch.finfo(h.dtype).min)[:, None, None, :]
     for i, layer in enumerate(base.encoder.layer):
@@ -94,6 +102,44 @@ def text_states(base: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
     return h
 
 
+class WordShapes(nn.Module):
+    """The casing signal: a learned vector per word shape (promptbert/casing.py), added to the text tokens'
+    word embeddings. Zero at the start, so training begins from exactly the base model."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(SHAPE_VOCAB, hidden)
+        nn.init.zeros_(self.embedding.weight)
+
+    def forward(self, word_shape: torch.Tensor | None) -> torch.Tensor:
+        if word_shape is None:
+            raise ValueError("this model was trained with casing: its inputs need word_shape")
+        return self.embedding(word_shape)
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({"weight": self.embedding.weight.detach().contiguous()}, str(Path(folder) / C.CASING_WEIGHTS))
+
+    def load(self, folder: Path) -> WordShapes:
+        from safetensors.torch import load_file
+
+        path = Path(folder) / C.CASING_WEIGHTS
+        if not path.is_file():
+            raise ArtifactError(f"{folder}: the manifest says casing but {C.CASING_WEIGHTS} is missing")
+        weight = load_file(str(path)).get("weight")
+        if weight is None or weight.shape != self.embedding.weight.shape:
+            raise ArtifactError(f"{path}: does not hold a {tuple(self.embedding.weight.shape)} word-shape embedding")
+        with torch.no_grad():
+            self.embedding.weight.copy_(weight)
+        return self
+
+
+def word_shapes_for(config: Any, casing: str) -> WordShapes | None:
+    """The word-shape embedding of a model whose manifest (or training) says ``casing``; None without."""
+    return WordShapes(config.hidden_size) if casing else None
+
+
 class PromptCachedTagger(nn.Module):
     """A BERT token classifier that runs text-only inputs against the cached keys/values of a fixed head.
 
@@ -101,12 +147,13 @@ class PromptCachedTagger(nn.Module):
     back for those tokens only.
     """
 
-    def __init__(self, model: Any, head_ids: list[int], text_type: int) -> None:
+    def __init__(self, model: Any, head_ids: list[int], text_type: int, casing: str = "") -> None:
         super().__init__()
         check_supported(model)
         self.model = model
         self.config = model.config
         self.text_type = int(text_type)
+        self.word_shapes = word_shapes_for(model.config, casing)
         self.register_buffer("head_ids", torch.tensor(head_ids, dtype=torch.long), persistent=False)
         self._kv: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -126,7 +173,7 @@ class PromptCachedTagger(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, prompt_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-                **_: Any) -> TokenClassifierOutput:
+                word_shape: torch.Tensor | None = None, **_: Any) -> TokenClassifierOutput:
         if prompt_kv is not None:
             keys, values = prompt_kv
         elif self.training or self._kv is None:
@@ -135,7 +182,8 @@ class PromptCachedTagger(nn.Module):
                 self._kv = (keys, values)
         else:
             keys, values = self._kv
-        h = text_states(self.model.base_model, input_ids, attention_mask, keys, values, self.text_type)
+        extra = self.word_shapes(word_shape) if self.word_shapes is not None else None
+        h = text_states(self.model.base_model, input_ids, attention_mask, keys, values, self.text_type, extra)
         logits = self.model.classifier(self.model.dropout(h))
         loss = None
         if labels is not None:
@@ -146,7 +194,7 @@ class PromptCachedTagger(nn.Module):
 def tagger_for(model: Any, encoder: Any, prompt_attention: str) -> Any:
     """The module that runs a model of this prompt attention: the cached-head wrapper, or the model itself."""
     if prompt_attention == "isolated":
-        return PromptCachedTagger(model, encoder.head_ids, encoder.text_type)
+        return PromptCachedTagger(model, encoder.head_ids, encoder.text_type, encoder.casing)
     return model
 
 
@@ -164,8 +212,10 @@ class BakedPromptTagger(nn.Module):
         self.register_buffer("values", values.detach().clone())
         self.eval()  # a new Module starts in training mode; the exporter restores that mode afterwards
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.tagger(input_ids=input_ids, attention_mask=attention_mask, prompt_kv=(self.keys, self.values)).logits
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                word_shape: torch.Tensor | None = None) -> torch.Tensor:
+        return self.tagger(input_ids=input_ids, attention_mask=attention_mask, prompt_kv=(self.keys, self.values),
+                           word_shape=word_shape).logits
 
 
 def isolated_mask(token_type_ids: torch.Tensor, attention_mask: torch.Tensor, head_len: int) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from promptbert.casing import CASING_MODES
 from promptbert.constants import PROMPT_ATTENTION
 from promptbert.errors import ConfigError
 
@@ -76,6 +77,10 @@ class TrainConfig:
     text_tokens: int = 128  # types head: text tokens per window, whatever the prompt's length
     full_prompt_rate: float = 0.5  # types head: share of batches prompted with all of their corpus's types
     control_seed: int = 0  # seed of the control prefix's words
+    # Word shapes (promptbert/casing.py) added to the text tokens' embeddings: auto = on for an uncased
+    # tokenizer (the embedded model), off for a cased one; isolated prompt attention only.
+    casing: str = "auto"
+    lowercase_rate: float = 0.1  # with casing: share of training sentences shaped as if written in lowercase
     precision: str = "auto"  # auto: bf16 on CUDA where supported, else fp16 on CUDA, fp32 on CPU
     logging_steps: int = 50
     report_to: tuple[str, ...] = ("tensorboard",)
@@ -96,6 +101,12 @@ class TrainConfig:
             raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.prompt_attention not in PROMPT_ATTENTION:
             raise ConfigError(f"prompt_attention: must be one of {', '.join(PROMPT_ATTENTION)}, got {self.prompt_attention!r}")
+        if self.casing not in CASING_MODES:
+            raise ConfigError(f"casing: must be one of {', '.join(CASING_MODES)}, got {self.casing!r}")
+        if self.casing == "on" and self.prompt_attention != "isolated":
+            raise ConfigError("casing: on needs prompt_attention: isolated")
+        if not 0 <= self.lowercase_rate <= 1:
+            raise ConfigError(f"lowercase_rate: must be in [0, 1], got {self.lowercase_rate}")
         if self.head not in ("fixed", "types"):
             raise ConfigError(f"head: must be fixed or types, got {self.head!r}")
         if self.corpora and self.head != "types":

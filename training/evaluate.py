@@ -198,12 +198,12 @@ def load_model_folder(folder: str | Path) -> tuple[Any, PromptEncoder, LabelMap,
     tok, specials = load_tokenizer(folder)
     enc = manifest.encoding
     encoder = PromptEncoder(tok, (folder / C.PROMPT_TEXT).read_text(encoding="utf-8"), enc.max_length, enc.stride, specials,
-                            text_tokens=enc.text_tokens or None)
+                            text_tokens=enc.text_tokens or None, casing=enc.casing)
     if enc.head == "types":
         from .typed import TypedTagger
 
         try:
-            return TypedTagger.load(folder).eval(), encoder, labels, manifest
+            return TypedTagger.load(folder, enc.casing).eval(), encoder, labels, manifest
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{folder}: cannot load model weights ({str(exc).splitlines()[0][:200]})") from None
     try:
@@ -212,7 +212,10 @@ def load_model_folder(folder: str | Path) -> tuple[Any, PromptEncoder, LabelMap,
         raise ArtifactError(f"{folder}: cannot load model weights ({str(exc).splitlines()[0][:200]})") from None
     from .cached import tagger_for
 
-    return tagger_for(model, encoder, enc.prompt_attention).eval(), encoder, labels, manifest
+    tagger = tagger_for(model, encoder, enc.prompt_attention)
+    if getattr(tagger, "word_shapes", None) is not None:
+        tagger.word_shapes.load(folder)
+    return tagger.eval(), encoder, labels, manifest
 
 
 def backend_name(tagger: Tagger) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import shutil
 import sys
 import time
@@ -25,6 +26,7 @@ from transformers.trainer_callback import ProgressCallback
 from promptbert import constants as C
 from promptbert import config as cfg
 from promptbert import data as D
+from promptbert.casing import casing_scheme, shape_ids
 from promptbert.encoding import IGNORE_INDEX, PromptEncoder, Window
 from promptbert.errors import ConfigError
 from promptbert.labels import LabelMap
@@ -111,17 +113,35 @@ def tokenizer_specials(tokenizer: Any) -> dict[str, str]:
     return {k: getattr(tokenizer, k) for k in ("cls_token", "sep_token", "pad_token", "unk_token") if getattr(tokenizer, k, None)}
 
 
+def training_casing(config: TrainConfig, tokenizer: Any) -> str:
+    """The casing scheme a training records in its manifest ("" for none)."""
+    if config.prompt_attention != "isolated":
+        return ""  # auto with joint attention: the plain HF model has no input for it
+    return casing_scheme(config.casing, tokenizer.backend_tokenizer)
+
+
 def make_encoder(tokenizer: Any, prompt: ResolvedPrompt, config: TrainConfig) -> PromptEncoder:
     return PromptEncoder(tokenizer.backend_tokenizer, prompt.text, config.max_length, config.stride,
-                         tokenizer_specials(tokenizer))
+                         tokenizer_specials(tokenizer), casing=training_casing(config, tokenizer))
 
 
-def windows_for(sentences: list[D.Sentence], encoder: PromptEncoder, labels: LabelMap, own_only: bool) -> list[Window]:
+def lowercase_shapes(sentences: list[D.Sentence], encoder: PromptEncoder, rate: float, seed: int) -> list[list[int] | None]:
+    """Per training sentence, the shape ids it trains with: for a ``rate`` share of them those of its words
+    in lowercase, so the model learns to tag text that carries no case (chat, search queries, WNUT-style
+    posts) rather than to rely on capitals alone; None: its own shapes."""
+    if not encoder.casing or rate <= 0:
+        return [None] * len(sentences)
+    rng = random.Random(seed)
+    return [shape_ids([w.lower() for w in s.words]) if rng.random() < rate else None for s in sentences]
+
+
+def windows_for(sentences: list[D.Sentence], encoder: PromptEncoder, labels: LabelMap, own_only: bool,
+                shapes: list[list[int] | None] | None = None) -> list[Window]:
     """Labelled windows; with ``own_only`` a word is labelled only in the window that owns it (dev)."""
     l2i = labels.label2id
     out = []
-    for s in sentences:
-        for w in encoder.encode(s.words, [l2i[t] for t in s.tags]):
+    for i, s in enumerate(sentences):
+        for w in encoder.encode(s.words, [l2i[t] for t in s.tags], shapes[i] if shapes else None):
             if own_only and w.labels is not None:
                 lab = [x if (tw >= w.own_start and tw < w.own_end) else IGNORE_INDEX for x, tw in zip(w.labels, w.token_word)]
                 w = replace(w, labels=lab)
@@ -137,8 +157,29 @@ def _features(windows: list[Window], skip: int = 0) -> list[dict[str, list[int]]
                "labels": (w.labels or [])[skip:]}
         if not skip:
             row["token_type_ids"] = w.token_type_ids
+        if w.word_shape is not None:
+            row["word_shape"] = w.word_shape[skip:]
         rows.append(row)
     return rows
+
+
+class ShapeCollator:
+    """DataCollatorForTokenClassification, plus the word shapes it does not know how to pad (padded with 0)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        from transformers import DataCollatorForTokenClassification
+
+        self.inner = DataCollatorForTokenClassification(tokenizer)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        shapes = [f.get("word_shape") for f in features]
+        batch = self.inner([{k: v for k, v in f.items() if k != "word_shape"} for f in features])
+        if shapes[0] is not None:
+            width = batch["input_ids"].shape[1]
+            batch["word_shape"] = torch.tensor([s + [0] * (width - len(s)) for s in shapes], dtype=torch.long)
+        return batch
 
 
 def seqeval_metrics(labels: LabelMap):  # noqa: ANN201 - a Trainer callback
@@ -325,7 +366,7 @@ def training_callbacks(config: TrainConfig) -> tuple[list[Any], TimeBudget | Non
 def train(config: TrainConfig, config_path: str | None = None, force: bool = False) -> ModelManifest:
     """Run one training; returns the manifest. The model folder appears only when everything succeeded."""
     import transformers
-    from transformers import DataCollatorForTokenClassification, Trainer
+    from transformers import Trainer
 
     transformers.set_seed(config.seed)
     if config.head == "types":
@@ -354,7 +395,8 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
     tokenizer, model, base_path = load_base(config, labels)
     prompt = resolve(config.prompt, config.entity_types, tokenizer.backend_tokenizer, config.control_seed)
     encoder = make_encoder(tokenizer, prompt, config)
-    train_windows = windows_for(train_sents, encoder, labels, own_only=False)
+    train_shapes = lowercase_shapes(train_sents, encoder, config.lowercase_rate, config.seed)
+    train_windows = windows_for(train_sents, encoder, labels, own_only=False, shapes=train_shapes)
     dev_windows = windows_for(dev_sents, encoder, labels, own_only=True)
     device, precision = device_and_precision(config)
     from .cached import tagger_for
@@ -371,7 +413,7 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
             args=args,
             train_dataset=_features(train_windows, skip),
             eval_dataset=_features(dev_windows, skip),
-            data_collator=DataCollatorForTokenClassification(tokenizer),
+            data_collator=ShapeCollator(tokenizer),
             compute_metrics=seqeval_metrics(labels),
             callbacks=callbacks,
         )
@@ -379,6 +421,8 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
         tokens = sum(len(w.input_ids) - skip for w in train_windows)  # tokens the model really ran on
 
         model.save_pretrained(str(out), safe_serialization=True)  # the plain HF model (best weights loaded)
+        if getattr(trained, "word_shapes", None) is not None:
+            trained.word_shapes.save(out)
         tokenizer.save_pretrained(str(out))
         labels.save(out / C.LABELS)
         (out / C.PROMPT_TEXT).write_text(prompt.text, encoding="utf-8")
@@ -408,7 +452,7 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
             prompt=PromptInfo(prompt.kind, prompt.source, prompt.fingerprint, encoder.prompt_tokens),
             labels=list(labels.labels),
             encoding=EncodingInfo(config.max_length, config.stride, C.WORD_SPLITTER, encoder.text_type,
-                                  config.prompt_attention, len(encoder.head_ids)),
+                                  config.prompt_attention, len(encoder.head_ids), casing=encoder.casing),
             config=cfg.to_dict(config),
             config_path=config_path,
             training=run.record(device, precision, tokens, budget, train_sentences=len(train_sents),

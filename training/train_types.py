@@ -16,7 +16,8 @@ from promptbert.prompt import MIN_TEXT_TOKENS, fingerprint
 from promptbert.typed import PromptLimits, prepare, render_typed
 
 from .config import CorpusConfig, TrainConfig
-from .train import device_and_precision, load_base, log, run_trainer, tokenizer_specials, training_args, training_callbacks
+from .train import (device_and_precision, load_base, log, run_trainer, tokenizer_specials, training_args,
+                    training_callbacks, training_casing)
 from .typed import HEAD_WEIGHTS, BatchCollator, PromptDraws, TypedTagger, TypedTrainer, corpus_tagger, load_corpus, make_batches
 
 
@@ -58,7 +59,9 @@ def train_types(config: TrainConfig, config_path: str | None = None, force: bool
     limits = limits_for(config, positions)
     corpus_configs = config.corpora or (CorpusConfig(data_dir=config.data_dir, prompt=config.prompt),)
     specials = tokenizer_specials(tokenizer)
-    probe = PromptEncoder(tokenizer.backend_tokenizer, "", positions, config.stride, specials, text_tokens=config.text_tokens)
+    casing = training_casing(config, tokenizer)
+    probe = PromptEncoder(tokenizer.backend_tokenizer, "", positions, config.stride, specials, text_tokens=config.text_tokens,
+                          casing=casing)
     corpora = [load_corpus(c, i, config, probe) for i, c in enumerate(corpus_configs)]
     names = [c.name for c in corpora]
     if len(set(names)) != len(names):
@@ -68,8 +71,8 @@ def train_types(config: TrainConfig, config_path: str | None = None, force: bool
     default = corpora[0].full_spec()
     default_text, _ = render_typed(default)
     encoder = PromptEncoder(tokenizer.backend_tokenizer, default_text, positions, config.stride, specials,
-                            text_tokens=config.text_tokens)
-    model = TypedTagger(base)
+                            text_tokens=config.text_tokens, casing=casing)
+    model = TypedTagger(base, casing=casing)
     if (Path(base_path) / HEAD_WEIGHTS).is_file():  # a types model folder as the base: its head too (fine-tuning it)
         model.load_head(Path(base_path))
         log.info("base model %s: its label-semantic head is fine-tuned too", base_path)
@@ -125,7 +128,8 @@ def train_types(config: TrainConfig, config_path: str | None = None, force: bool
             labels=list(default_labels.labels),
             encoding=EncodingInfo(positions, config.stride, C.WORD_SPLITTER, encoder.text_type, "isolated",
                                   len(encoder.head_ids), head="types", text_tokens=config.text_tokens,
-                                  max_prompt_tokens=limits.max_prompt_tokens, max_types=limits.max_types),
+                                  max_prompt_tokens=limits.max_prompt_tokens, max_types=limits.max_types,
+                                  casing=casing),
             config=cfg.to_dict(config),
             config_path=config_path,
             training=run.record(device, precision, tokens, budget, corpora={

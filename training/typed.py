@@ -28,8 +28,9 @@ from promptbert.labels import LabelMap
 from promptbert.prompt import PromptSpec, find_file
 from promptbert.typed import PromptedModel, PromptLimits, prepare
 
-from .cached import check_supported, head_states, text_states
+from .cached import check_supported, head_states, text_states, word_shapes_for
 from .config import CorpusConfig, TrainConfig
+from .train import lowercase_shapes
 
 log = logging.getLogger("promptbert.train")
 HEAD_WEIGHTS = "type_head.safetensors"
@@ -44,12 +45,13 @@ class TypedTagger(nn.Module):
     with those keys; ``O`` has its own linear score. Labels: O, B-t1, I-t1, B-t2, ...
     """
 
-    def __init__(self, base: Any, text_type: int = 1) -> None:
+    def __init__(self, base: Any, text_type: int = 1, casing: str = "") -> None:
         super().__init__()
         self.base = base
         self.config = base.config
         self.text_type = text_type
         check_supported(base)
+        self.word_shapes = word_shapes_for(base.config, casing)
         h = base.config.hidden_size
         self.query = nn.Linear(h, h)
         self.type_b = nn.Linear(h, h)
@@ -67,14 +69,16 @@ class TypedTagger(nn.Module):
         return keys, values, type_keys, type_bias
 
     def tag(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-            type_keys: torch.Tensor, type_bias: torch.Tensor) -> torch.Tensor:
-        h = self.dropout(text_states(self.base, input_ids, attention_mask, keys, values, self.text_type))
+            type_keys: torch.Tensor, type_bias: torch.Tensor, word_shape: torch.Tensor | None = None) -> torch.Tensor:
+        extra = self.word_shapes(word_shape) if self.word_shapes is not None else None
+        h = self.dropout(text_states(self.base, input_ids, attention_mask, keys, values, self.text_type, extra))
         scores = (self.query(h) @ type_keys.transpose(0, 1)) * self.scale + type_bias
         return torch.cat([self.outside(h), scores], dim=-1)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_ids: torch.Tensor,
-                type_mask: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> dict[str, torch.Tensor]:
-        logits = self.tag(input_ids, attention_mask, *self.encode_prompt(prompt_ids, type_mask))
+                type_mask: torch.Tensor, labels: torch.Tensor | None = None, word_shape: torch.Tensor | None = None,
+                **_: Any) -> dict[str, torch.Tensor]:
+        logits = self.tag(input_ids, attention_mask, *self.encode_prompt(prompt_ids, type_mask), word_shape=word_shape)
         out = {"logits": logits}
         if labels is not None:
             out["loss"] = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
@@ -89,10 +93,10 @@ class TypedTagger(nn.Module):
         save_file(head, str(folder / HEAD_WEIGHTS))
 
     @classmethod
-    def load(cls, folder: Path) -> TypedTagger:
+    def load(cls, folder: Path, casing: str = "") -> TypedTagger:
         from transformers import AutoModel
 
-        return cls(AutoModel.from_pretrained(str(folder), add_pooling_layer=False)).load_head(folder)
+        return cls(AutoModel.from_pretrained(str(folder), add_pooling_layer=False), casing=casing).load_head(folder)
 
     def load_head(self, folder: Path) -> TypedTagger:
         """The label-semantic head's weights from a types model folder (the encoder's are loaded already)."""
@@ -117,7 +121,7 @@ def torch_backend(model: TypedTagger) -> tuple[Any, Any]:
         with torch.inference_mode():
             t = {k: torch.from_numpy(v).to(device) for k, v in {**enc, **batch}.items() if k != "token_type_ids"}
             return model.tag(t["input_ids"], t["attention_mask"], t["keys"], t["values"], t["type_keys"],
-                             t["type_bias"]).float().cpu().numpy()
+                             t["type_bias"], t.get("word_shape")).float().cpu().numpy()
 
     return encode, tag
 
@@ -198,9 +202,13 @@ def load_corpus(c: CorpusConfig, i: int, config: TrainConfig, encoder: PromptEnc
     l2i = local.label2id
     skip = len(encoder.head_ids)
     rows = []
-    for s in train:
-        for w in encoder.encode(s.words, [l2i[t] for t in s.tags]):
-            rows.append({"input_ids": w.input_ids[skip:], "labels": (w.labels or [])[skip:]})
+    shapes = lowercase_shapes(train, encoder, config.lowercase_rate, config.seed + i)
+    for s, shape in zip(train, shapes):
+        for w in encoder.encode(s.words, [l2i[t] for t in s.tags], shape):
+            row = {"input_ids": w.input_ids[skip:], "labels": (w.labels or [])[skip:]}
+            if w.word_shape is not None:
+                row["word_shape"] = w.word_shape[skip:]
+            rows.append(row)
     return Corpus(c.label, spec, tuple(order), phrasings, dict(c.negatives), c.weight, local, rows, dev, test, files)
 
 
@@ -250,15 +258,21 @@ class BatchCollator:
         ids = np.full((len(rows), width), enc.pad_id, dtype=np.int64)
         mask = np.zeros_like(ids)
         labels = np.full_like(ids, IGNORE_INDEX)
+        shapes = np.zeros_like(ids) if "word_shape" in rows[0] else None
         for r, row in enumerate(rows):
             n = len(row["input_ids"])
             ids[r, :n] = row["input_ids"]
             mask[r, :n] = 1
             lab = np.asarray(row["labels"], dtype=np.int64)
             labels[r, :n] = np.where(lab == IGNORE_INDEX, IGNORE_INDEX, remap[np.maximum(lab, 0)])
-        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
-                "labels": torch.from_numpy(labels), "prompt_ids": torch.tensor([prompt.head_ids]),
-                "type_mask": torch.from_numpy(prompt.type_mask)}
+            if shapes is not None:
+                shapes[r, :n] = row["word_shape"]
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+                 "labels": torch.from_numpy(labels), "prompt_ids": torch.tensor([prompt.head_ids]),
+                 "type_mask": torch.from_numpy(prompt.type_mask)}
+        if shapes is not None:
+            batch["word_shape"] = torch.from_numpy(shapes)
+        return batch
 
 
 def make_batches(corpora: list[Corpus], batch_size: int, seed: int) -> list[dict[str, Any]]:

@@ -1,0 +1,73 @@
+"""Word shapes: the casing an uncased encoder never sees, as one small id per text token.
+
+An uncased tokenizer gives "apple" and "Apple", "us" and "US", "may" and "May" the same
+pieces. A model with ``casing`` on adds a learned embedding of each word's shape to its
+text tokens' input embeddings (training/cached.py), the way NER systems used word shapes
+before cased transformers. The ids are computed here, from the words, for training,
+export and serving alike; the ONNX graph takes them as its ``word_shape`` input.
+
+Ids: 0 for tokens that are no word (the prompt head, ``[SEP]``, padding); a word's id is
+its shape, plus ``len(SHAPES)`` when it is the first word of its sentence (where a capital
+says little). Every piece of a word carries the word's id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tokenizers import Tokenizer
+
+# Recorded in the manifest: a model trained on one scheme must be served with the same one.
+CASING_SCHEME = "word-shape-v1"
+SHAPES = ("lower", "title", "upper", "mixed", "digits", "punct", "uncased")
+SHAPE_VOCAB = 1 + 2 * len(SHAPES)
+CASING_MODES = ("auto", "on", "off")
+# Words whose shape the encoder keeps (a dict lookup costs less than the checks below).
+SHAPE_CACHE_WORDS = 100_000
+
+
+def word_shape(word: str) -> int:
+    """The shape id (1..len(SHAPES)) of a word that is not the first of its sentence."""
+    cased = [c for c in word if c.isalpha() and c.lower() != c.upper()]
+    if not cased:
+        if any(c.isalpha() for c in word):
+            return 1 + SHAPES.index("uncased")  # letters without case (CJK, Arabic, ...)
+        if any(c.isdigit() for c in word):
+            return 1 + SHAPES.index("digits")
+        return 1 + SHAPES.index("punct")
+    if all(c.islower() for c in cased):
+        return 1 + SHAPES.index("lower")
+    if all(c.isupper() for c in cased):
+        return 1 + SHAPES.index("upper" if len(cased) > 1 else "title")  # "I", "A": a capital, not an acronym
+    if cased[0].isupper() and all(c.islower() for c in cased[1:]):
+        return 1 + SHAPES.index("title")
+    return 1 + SHAPES.index("mixed")  # McDonald, iPhone, eBay
+
+
+def first_word(shape: int) -> int:
+    """The id of a shape as the first word of its sentence."""
+    return shape + len(SHAPES)
+
+
+def shape_ids(words: Sequence[str]) -> list[int]:
+    """One id per word of a sentence."""
+    ids = [word_shape(w) for w in words]
+    if ids:
+        ids[0] = first_word(ids[0])
+    return ids
+
+
+def is_uncased(tokenizer: Tokenizer) -> bool:
+    """Whether the tokenizer folds case (its normalizer lowercases): then casing is lost unless the model is
+    given it. Asked of the normalizer rather than of token ids, which a small vocabulary may map all to [UNK]."""
+    norm = tokenizer.normalizer
+    probe = "Apple US May"
+    return norm is not None and norm.normalize_str(probe) == norm.normalize_str(probe.lower())
+
+
+def casing_scheme(mode: str, tokenizer: Tokenizer) -> str:
+    """What a training's ``casing`` setting means for this tokenizer: the scheme, or "" for none.
+    ``auto`` turns it on for uncased tokenizers only: a cased one already sees case."""
+    if mode == "on" or (mode == "auto" and is_uncased(tokenizer)):
+        return CASING_SCHEME
+    return ""
