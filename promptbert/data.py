@@ -201,6 +201,28 @@ _WORD = _word_regex(_combining_marks())
 _WORD_ASCII = _word_regex("")
 
 
+def document_contexts(sentences: Sequence[Sentence], words: int) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per sentence, up to ``words`` words before and after it in its document: the sentences next to
+    it in the list, from the same file and between the same -DOCSTART- lines (FLERT-style context)."""
+    out = []
+    for i, s in enumerate(sentences):
+        def same(j: int) -> bool:
+            return 0 <= j < len(sentences) and (sentences[j].source, sentences[j].doc) == (s.source, s.doc)
+
+        left: list[str] = []
+        j = i - 1
+        while len(left) < words and same(j):
+            left[:0] = sentences[j].words
+            j -= 1
+        right: list[str] = []
+        j = i + 1
+        while len(right) < words and same(j):
+            right.extend(sentences[j].words)
+            j += 1
+        out.append((tuple(left[-words:]) if words else (), tuple(right[:words])))
+    return out
+
+
 def split_words(text: str) -> list[tuple[str, int, int]]:
     """Words of raw text with their character offsets: ``text[start:end] == word``."""
     pattern = _WORD_ASCII if text.isascii() else _WORD

@@ -23,6 +23,8 @@ from .errors import ArtifactError, ConfigError
 from .prompt import check_fits
 
 IGNORE_INDEX = -100
+# The words before and after a sentence in its document (document context).
+Context = tuple[Sequence[str], Sequence[str]]
 # A single "word" (say a 2,000-character URL) must not eat a whole window: keep its first pieces.
 MAX_WORD_PIECES = 16
 # Distinct words whose pieces PromptEncoder keeps: ~160 bytes each (CoNLL-2003 train: 23,623 words, 3.7 MB), 16 MB at most.
@@ -93,14 +95,20 @@ class PromptEncoder:
         specials: dict[str, str] | None = None,
         text_tokens: int | None = None,
         casing: str = "",
+        context_tokens: int = 0,
     ) -> None:
         """``text_tokens`` fixes the text part of a window whatever the prompt's length (``types`` models,
         whose prompt comes with each request); otherwise the text gets what the prompt leaves of max_length.
-        ``casing``: the manifest's scheme ("" for none); with one, windows carry word shapes."""
+        ``casing``: the manifest's scheme ("" for none); with one, windows carry word shapes.
+        ``context_tokens``: at most this many tokens of the words around a sentence on each side
+        (its document's neighbours), unlabelled and unowned, where the window has room."""
         if casing not in ("", CASING_SCHEME):
             raise ArtifactError(f"casing: unknown scheme {casing!r} (this promptbert knows {CASING_SCHEME!r})")
         self.casing = casing
         self._shapes: dict[str, int] = {}
+        if context_tokens < 0:
+            raise ConfigError(f"context_tokens: must be >= 0, got {context_tokens}")
+        self.context_tokens = context_tokens
         specials = specials or {}
         tokenizer = plain_tokenizer(tokenizer)
         self.tokenizer = tokenizer
@@ -201,10 +209,40 @@ class PromptEncoder:
             shapes[0] = first_word(shapes[0])
         return shapes
 
+    def _context(self, pieces: list[tuple[int, ...]], context: Context | None,
+                 ) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Pieces and shapes of the context kept left and right of a sentence that fits one window."""
+        if not context or not self.context_tokens:
+            return [], [], [], []
+        room = self.text_budget - sum(len(p) for p in pieces)
+        per_side = min(self.context_tokens, room // 2)
+        if per_side <= 0:
+            return [], [], [], []
+        out: list[list[int]] = []
+        for side, words in (("left", context[0]), ("right", context[1])):
+            words = list(words[-per_side:] if side == "left" else words[:per_side])  # a word is >= 1 token
+            kept_ids, kept_shapes, used = [], [], 0
+            shapes = self.word_shapes(words) if self.casing else [0] * len(words)
+            order = range(len(words) - 1, -1, -1) if side == "left" else range(len(words))
+            for i, p in zip(order, (self.word_pieces(words)[j] for j in order)):
+                if used + len(p) > per_side:
+                    break
+                used += len(p)
+                kept_ids.append(list(p))
+                kept_shapes.append([shapes[i]] * len(p))
+            if side == "left":
+                kept_ids.reverse()
+                kept_shapes.reverse()
+            out.append([t for p in kept_ids for t in p])
+            out.append([t for p in kept_shapes for t in p])
+        return out[0], out[1], out[2], out[3]
+
     def encode(self, words: list[str] | tuple[str, ...], label_ids: list[int] | None = None,
-               shapes: Sequence[int] | None = None) -> list[Window]:
+               shapes: Sequence[int] | None = None,
+               context: Context | None = None) -> list[Window]:
         """Windows of one sentence. With ``label_ids`` (one per word), the first piece of each word carries it.
-        ``shapes`` replaces the words' own shape ids (training's lowercase augmentation)."""
+        ``shapes`` replaces the words' own shape ids (training's lowercase augmentation); ``context``: the
+        words before and after the sentence in its document (kept with a ``context_tokens`` encoder only)."""
         pieces = self.word_pieces(words)
         if label_ids is not None and len(label_ids) != len(pieces):
             raise ValueError(f"{len(label_ids)} labels for {len(pieces)} words")
@@ -213,25 +251,29 @@ class PromptEncoder:
         elif not self.casing:
             shapes = None
         head_len = len(self.head_ids)
+        spans = self.spans(pieces)
+        left, left_shapes, right, right_shapes = self._context(pieces, context) if len(spans) == 1 else ([], [], [], [])
         windows = []
-        for s, e, own_s, own_e in self.spans(pieces):
-            ids = list(self.head_ids)
-            token_word = [-1] * head_len
-            labels = [IGNORE_INDEX] * head_len if label_ids is not None else None
+        for s, e, own_s, own_e in spans:
+            ids = list(self.head_ids) + left
+            token_word = [-1] * (head_len + len(left))
+            labels = [IGNORE_INDEX] * (head_len + len(left)) if label_ids is not None else None
             for w in range(s, e):
                 ids.extend(pieces[w])
                 token_word.extend([w] * len(pieces[w]))
                 if labels is not None:
                     labels.append(label_ids[w])  # type: ignore[index]
                     labels.extend([IGNORE_INDEX] * (len(pieces[w]) - 1))
+            ids.extend(right)
             ids.append(self.sep_id)
-            token_word.append(-1)
+            token_word.extend([-1] * (len(right) + 1))
             if labels is not None:
-                labels.append(IGNORE_INDEX)
+                labels.extend([IGNORE_INDEX] * (len(right) + 1))
             types = [0] * head_len + [self.text_type] * (len(ids) - head_len)
             shape_row = None
             if shapes is not None:
-                shape_row = [0] * head_len + [shapes[w] for w in token_word[head_len:-1]] + [0]
+                middle = token_word[head_len + len(left) : len(token_word) - len(right) - 1]
+                shape_row = [0] * head_len + left_shapes + [shapes[w] for w in middle] + right_shapes + [0]
             windows.append(Window(ids, types, token_word, s, e, own_s, own_e, labels, shape_row))
         return windows
 

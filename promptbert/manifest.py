@@ -149,6 +149,8 @@ class EncodingInfo:
     max_types: int = 0
     # The word-shape scheme fed to the model's text tokens (promptbert/casing.py); "" for none.
     casing: str = ""
+    # Tokens of neighbouring words a sentence is tagged with on each side (document context); 0: none.
+    context_tokens: int = 0
 
 
 class _Manifest:

@@ -14,7 +14,8 @@ import numpy as np
 
 from .data import sentence_bounds, split_words
 from .decoding import aggregate_word, check_strategy, entities_from_groups, group_units, softmax
-from .encoding import DEFAULT_CALL_COST, CallCost, PromptEncoder, Window, batch_arrays, piece_spans, token_budget_batches
+from .encoding import (DEFAULT_CALL_COST, CallCost, Context, PromptEncoder, Window, batch_arrays, piece_spans,
+                       token_budget_batches)
 from .errors import InputError
 from .labels import LabelMap
 
@@ -71,12 +72,16 @@ class TaggingPipeline:
         size = self.max_batch_items or len(windows)
         return [list(range(i, min(i + size, len(windows)))) for i in range(0, len(windows), size)]
 
-    def piece_probs(self, sentences: Sequence[Sequence[str]]) -> list[list[np.ndarray]]:
-        """Per sentence, per word: the probability rows of its pieces, taken from the window that owns it."""
+    def piece_probs(self, sentences: Sequence[Sequence[str]], contexts: Sequence[Context] | None = None
+                    ) -> list[list[np.ndarray]]:
+        """Per sentence, per word: the probability rows of its pieces, taken from the window that owns it.
+        ``contexts``: the words around each sentence, for an encoder with ``context_tokens``."""
         windows: list[Window] = []
         owner: list[int] = []
+        if contexts is not None and len(contexts) != len(sentences):
+            raise ValueError(f"{len(contexts)} contexts for {len(sentences)} sentences")
         for si, words in enumerate(sentences):
-            for w in self.encoder.encode(list(words)):
+            for w in self.encoder.encode(list(words), context=contexts[si] if contexts else None):
                 if w.own_end > w.own_start:  # a text without words needs no model run
                     windows.append(w)
                     owner.append(si)
@@ -96,9 +101,10 @@ class TaggingPipeline:
                     words_out[w] = probs[row, a:b]
         return result  # type: ignore[return-value]
 
-    def word_tags(self, sentences: Sequence[Sequence[str]], strategy: str = "first") -> list[list[tuple[str, float]]]:
+    def word_tags(self, sentences: Sequence[Sequence[str]], strategy: str = "first",
+                  contexts: Sequence[Context] | None = None) -> list[list[tuple[str, float]]]:
         """IOB2 tag and score per word (what evaluation compares to the gold tags)."""
-        return self.tags_from_probs(self.piece_probs(sentences), strategy)
+        return self.tags_from_probs(self.piece_probs(sentences, contexts), strategy)
 
     def tags_from_probs(self, probs: list[list[np.ndarray]], strategy: str = "first") -> list[list[tuple[str, float]]]:
         """Word tags from already computed piece probabilities (score several strategies with one model pass)."""
@@ -155,13 +161,17 @@ class TaggingPipeline:
         word order."""
         units: list[list[str]] = []
         owner: list[int] = []
+        near = self.encoder.context_tokens if self.split_sentences else 0
+        contexts: list[Context] | None = [] if near else None
         for ti, (text, words) in enumerate(zip(texts, splits)):
             whole = [(0, len(words))] if words else []
             for a, b in sentence_bounds(text, words) if self.split_sentences else whole:
                 units.append([w for w, _, _ in words[a:b]])
                 owner.append(ti)
+                if contexts is not None:  # the neighbouring sentences of the same text, as in training
+                    contexts.append(([w for w, _, _ in words[max(0, a - near) : a]], [w for w, _, _ in words[b : b + near]]))
         probs: list[list[np.ndarray]] = [[] for _ in texts]
-        for ti, rows in zip(owner, self.piece_probs(units)):
+        for ti, rows in zip(owner, self.piece_probs(units, contexts)):
             probs[ti].extend(rows)
         return probs
 

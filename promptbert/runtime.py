@@ -182,7 +182,8 @@ class Artifact:
     def encoder(self) -> PromptEncoder:
         encoding = self.config.encoding
         enc = PromptEncoder(self.tokenizer, self.prompt_text, encoding.max_length, encoding.stride, self.specials,
-                            text_tokens=encoding.text_tokens or None, casing=encoding.casing)
+                            text_tokens=encoding.text_tokens or None, casing=encoding.casing,
+                            context_tokens=encoding.context_tokens)
         expected = self.config.prompt.tokens
         if enc.prompt_tokens != expected:
             raise ArtifactError(f"{self.folder}: the prompt encodes to {enc.prompt_tokens} tokens but the model was "

@@ -16,6 +16,7 @@ from typing import Any, overload
 import numpy as np
 
 from . import constants as C
+from .encoding import Context
 from .errors import ArtifactError, InputError
 from .labels import LabelMap
 from .manifest import ArtifactConfig, ModelManifest, kind_of, version_warnings
@@ -206,14 +207,16 @@ class Tagger:
 
     __call__ = predict
 
-    def word_tags(self, sentences: Sequence[Sequence[str]], aggregation_strategy: str | None = None
-                  ) -> list[list[tuple[str, float]]]:
-        """IOB2 tag and score per word of already split sentences (what evaluation compares to gold tags)."""
-        return self.pipeline.word_tags(sentences, aggregation_strategy or self.default_aggregation)
+    def word_tags(self, sentences: Sequence[Sequence[str]], aggregation_strategy: str | None = None,
+                  contexts: Sequence[Context] | None = None) -> list[list[tuple[str, float]]]:
+        """IOB2 tag and score per word of already split sentences (what evaluation compares to gold tags);
+        ``contexts``: each sentence's neighbouring words (data.document_contexts), for a model trained with them."""
+        return self.pipeline.word_tags(sentences, aggregation_strategy or self.default_aggregation, contexts)
 
-    def piece_probs(self, sentences: Sequence[Sequence[str]]) -> list[list[np.ndarray]]:
+    def piece_probs(self, sentences: Sequence[Sequence[str]], contexts: Sequence[Context] | None = None
+                    ) -> list[list[np.ndarray]]:
         """Probability rows of each word's pieces: score several aggregations with one model pass."""
-        return self.pipeline.piece_probs(sentences)
+        return self.pipeline.piece_probs(sentences, contexts)
 
     def tags_from_probs(self, probs: list[list[np.ndarray]], aggregation_strategy: str) -> list[list[tuple[str, float]]]:
         return self.pipeline.tags_from_probs(probs, aggregation_strategy)

@@ -147,3 +147,18 @@ def test_casing_off_trains_and_exports_without_shapes(tiny_base, tiny_corpus, ti
     assert {i.name for i in session.get_inputs()} == {"input_ids", "attention_mask"}
     entities = Tagger.from_pretrained(tmp_path / "art", "fp32", "cpu").predict("John met Mary in Paris")
     assert isinstance(entities, list)
+
+
+def test_fine_tuning_a_casing_model_starts_from_its_shapes(shaped, tiny_corpus, tiny_prompt, tmp_path):
+    from safetensors.torch import load_file
+
+    from promptbert.training.train import train
+
+    from .conftest import tiny_train_config
+
+    model_dir, _ = shaped
+    out = tmp_path / "again"
+    train(tiny_train_config(model_dir, tiny_corpus, tiny_prompt, out, learning_rate=1e-7))
+    before = load_file(str(model_dir / C.CASING_WEIGHTS))["weight"]
+    after = load_file(str(out / C.CASING_WEIGHTS))["weight"]
+    assert before.abs().mean() > 0.5 and (after - before).abs().max() < 1e-3

@@ -81,6 +81,9 @@ class TrainConfig:
     # tokenizer (the embedded model), off for a cased one; isolated prompt attention only.
     casing: str = "auto"
     lowercase_rate: float = 0.1  # with casing: share of training sentences shaped as if written in lowercase
+    # Document context (FLERT): up to this many tokens of the neighbouring sentences on each side of a
+    # sentence, unlabelled, in training, evaluation and the service's sentence-by-sentence path; 0: none.
+    context_tokens: int = 0
     precision: str = "auto"  # auto: bf16 on CUDA where supported, else fp16 on CUDA, fp32 on CPU
     logging_steps: int = 50
     report_to: tuple[str, ...] = ("tensorboard",)
@@ -107,6 +110,8 @@ class TrainConfig:
             raise ConfigError("casing: on needs prompt_attention: isolated")
         if not 0 <= self.lowercase_rate <= 1:
             raise ConfigError(f"lowercase_rate: must be in [0, 1], got {self.lowercase_rate}")
+        if not 0 <= self.context_tokens <= 256:
+            raise ConfigError(f"context_tokens: must be in [0, 256], got {self.context_tokens}")
         if self.head not in ("fixed", "types"):
             raise ConfigError(f"head: must be fixed or types, got {self.head!r}")
         if self.corpora and self.head != "types":
@@ -118,6 +123,8 @@ class TrainConfig:
                 raise ConfigError(f"max_types: must be in [1, 256], got {self.max_types}")
             if not 16 <= self.text_tokens <= 4096:
                 raise ConfigError(f"text_tokens: must be in [16, 4096], got {self.text_tokens}")
+            if self.context_tokens:
+                raise ConfigError("context_tokens: document context is trained with head: fixed only")
             if not 0 <= self.full_prompt_rate <= 1:
                 raise ConfigError(f"full_prompt_rate: must be in [0, 1], got {self.full_prompt_rate}")
         if not self.prompt.strip():

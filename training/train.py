@@ -122,7 +122,8 @@ def training_casing(config: TrainConfig, tokenizer: Any) -> str:
 
 def make_encoder(tokenizer: Any, prompt: ResolvedPrompt, config: TrainConfig) -> PromptEncoder:
     return PromptEncoder(tokenizer.backend_tokenizer, prompt.text, config.max_length, config.stride,
-                         tokenizer_specials(tokenizer), casing=training_casing(config, tokenizer))
+                         tokenizer_specials(tokenizer), casing=training_casing(config, tokenizer),
+                         context_tokens=config.context_tokens)
 
 
 def lowercase_shapes(sentences: list[D.Sentence], encoder: PromptEncoder, rate: float, seed: int) -> list[list[int] | None]:
@@ -137,11 +138,15 @@ def lowercase_shapes(sentences: list[D.Sentence], encoder: PromptEncoder, rate: 
 
 def windows_for(sentences: list[D.Sentence], encoder: PromptEncoder, labels: LabelMap, own_only: bool,
                 shapes: list[list[int] | None] | None = None) -> list[Window]:
-    """Labelled windows; with ``own_only`` a word is labelled only in the window that owns it (dev)."""
+    """Labelled windows; with ``own_only`` a word is labelled only in the window that owns it (dev).
+    An encoder with ``context_tokens`` gets each sentence's document neighbours."""
     l2i = labels.label2id
+    near = encoder.context_tokens
+    contexts = D.document_contexts(sentences, near) if near else None
     out = []
     for i, s in enumerate(sentences):
-        for w in encoder.encode(s.words, [l2i[t] for t in s.tags], shapes[i] if shapes else None):
+        for w in encoder.encode(s.words, [l2i[t] for t in s.tags], shapes[i] if shapes else None,
+                                contexts[i] if contexts else None):
             if own_only and w.labels is not None:
                 lab = [x if (tw >= w.own_start and tw < w.own_end) else IGNORE_INDEX for x, tw in zip(w.labels, w.token_word)]
                 w = replace(w, labels=lab)
@@ -402,6 +407,10 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
     from .cached import tagger_for
 
     trained = tagger_for(model, encoder, config.prompt_attention)  # what the Trainer runs; `model` holds the weights
+    shapes = getattr(trained, "word_shapes", None)
+    if shapes is not None and (Path(base_path) / C.CASING_WEIGHTS).is_file():  # a promptbert model as the base
+        shapes.load(Path(base_path))
+        log.info("base model %s: its word-shape embedding is fine-tuned too", base_path)
     skip = len(encoder.head_ids) if config.prompt_attention == "isolated" else 0
 
     with atomic_dir(config.output_dir, force=force) as out:
@@ -452,7 +461,8 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
             prompt=PromptInfo(prompt.kind, prompt.source, prompt.fingerprint, encoder.prompt_tokens),
             labels=list(labels.labels),
             encoding=EncodingInfo(config.max_length, config.stride, C.WORD_SPLITTER, encoder.text_type,
-                                  config.prompt_attention, len(encoder.head_ids), casing=encoder.casing),
+                                  config.prompt_attention, len(encoder.head_ids), casing=encoder.casing,
+                                  context_tokens=encoder.context_tokens),
             config=cfg.to_dict(config),
             config_path=config_path,
             training=run.record(device, precision, tokens, budget, train_sentences=len(train_sents),
