@@ -99,7 +99,7 @@ def main() -> None:
         elif backend == "pytorch-full":
             model, encoder, labels, _ = load_model_folder(a.model)
             if isinstance(model, PromptCachedTagger):
-                pipe = TaggingPipeline(encoder, labels, full_window_logits_fn(model.model, len(encoder.head_ids)))
+                pipe = TaggingPipeline(encoder, labels, full_window_logits_fn(model))
             else:
                 pipe = torch_pipeline(model, encoder, labels)
         else:

@@ -128,3 +128,14 @@ def test_service_bench_rejects_bad_arguments():
     assert r.returncode == 2 and "--b-checkout" in r.stderr and "Traceback" not in r.stderr
     r = run("bench/service.py", "--artifact", "x", "--clients", "8,a")
     assert r.returncode == 2 and "comma-separated integers" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_out_of_domain_bench_maps_types_and_lowercases(tiny_artifact, tiny_corpus, tmp_path):
+    out = tmp_path / "ood.json"
+    r = run("bench/out_of_domain.py", "--model", f"tiny={tiny_artifact}", "--corpus", f"all={tiny_corpus}",
+            "--corpus", f"per={tiny_corpus}:PER=PER", "--corpus", f"lower={tiny_corpus}:lower", "--variant", "fp32",
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())["results"]["tiny"]
+    assert set(res["per"]) == {"f1", "PER"}  # only the mapped type is scored
+    assert {"PER", "LOC"} <= set(res["all"]) and "tiny" in r.stdout

@@ -43,6 +43,30 @@ def test_cached_head_equals_full_window_with_isolated_mask(setup):
     assert same < 5e-5 and differ > 100 * same
 
 
+def test_word_shapes_reach_the_text_as_in_the_full_window_reference(setup):
+    """With casing, the cached tagger adds the shape embedding to the text's word embeddings only; the
+    full-window reference (bench/infer.py's pytorch-full) computes the same logits."""
+    from promptbert.casing import CASING_SCHEME
+    from promptbert.training.cached import full_window_logits_fn
+
+    model, enc, _ = setup
+    shaped = PromptEncoder(enc.tokenizer, "tag names as person place", 64, 8, {}, casing=CASING_SCHEME)
+    windows = [w for s in ("John met Mary in Paris .", "the ACME corp") for w in shaped.encode(s.split())]
+    head = len(shaped.head_ids)
+    tagger = PromptCachedTagger(model, shaped.head_ids, shaped.text_type, CASING_SCHEME).eval()
+    torch.nn.init.normal_(tagger.word_shapes.embedding.weight, std=1.0)
+    text = {k: torch.from_numpy(v) for k, v in batch_arrays(windows, shaped.pad_id, skip=head).items()}
+    with torch.inference_mode():
+        cached = tagger(**text).logits.numpy()
+        unshaped = tagger(**{**text, "word_shape": torch.zeros_like(text["word_shape"])}).logits.numpy()
+    full = full_window_logits_fn(tagger)(batch_arrays(windows, shaped.pad_id))[:, head:]
+    real = text["attention_mask"].numpy().astype(bool)
+    assert np.abs(cached[real] - full[real]).max() < 5e-5
+    assert np.abs(cached[real] - unshaped[real]).max() > 1e-2
+    with pytest.raises(ValueError, match="need word_shape"):
+        tagger(input_ids=text["input_ids"], attention_mask=text["attention_mask"])
+
+
 def test_cached_head_uses_the_text_segment(setup):
     """Fed as segment A (type 0) the text would get different logits: the segment id is part of the cache contract."""
     model, enc, windows = setup

@@ -226,7 +226,7 @@ def isolated_mask(token_type_ids: torch.Tensor, attention_mask: torch.Tensor, he
     return mask
 
 
-def full_window_logits_fn(model: Any, head_len: int) -> Any:
+def full_window_logits_fn(tagger: PromptCachedTagger) -> Any:
     """The uncached reference: the plain HF model on whole windows with the isolated mask.
 
     Same answers as the cached tagger, but the head is recomputed for every window; the
@@ -234,10 +234,17 @@ def full_window_logits_fn(model: Any, head_len: int) -> Any:
     """
     import numpy as np
 
+    model, head_len = tagger.model, tagger.head_len
+
     def run(batch: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
             ids, types, mask = (torch.from_numpy(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask"))
-            out = model(input_ids=ids, token_type_ids=types, attention_mask=isolated_mask(types, mask, head_len))
+            embeds = model.base_model.embeddings.word_embeddings(ids)
+            if tagger.word_shapes is not None:  # the head was encoded without word shapes
+                extra = tagger.word_shapes(torch.from_numpy(batch["word_shape"]))
+                extra[:, :head_len] = 0
+                embeds = embeds + extra
+            out = model(inputs_embeds=embeds, token_type_ids=types, attention_mask=isolated_mask(types, mask, head_len))
             return out.logits.float().numpy()
 
     return run
