@@ -28,8 +28,9 @@ orchestrator's probe does, and reports its latency: the workers' event loops als
 A/B mode (``--b-env KEY=VALUE`` and/or ``--b-checkout PATH``): two versions of the service, A (this
 checkout with ``--serve-env``) and B (other settings, or another checkout, e.g. a ``git worktree`` of
 an older commit), run interleaved for ``--rounds`` rounds, a fresh serve each run, the order flipped
-every round. This machine's speed drifts by 10-30% within an hour, so only such side-by-side runs
-compare two versions; it prints one value per round for each arm:
+every round; ``--b-env PROMPTBERT_ARTIFACT=PATH`` serves another artifact as B. This machine's speed
+drifts by 10-30% within an hour, so only such side-by-side runs compare two versions; it prints one
+value per round for each arm:
 
     git worktree add /tmp/base HEAD~1
     python bench/service.py --artifact artifacts/conll2003_iso --data path/to/conll2003 --limit 0 \

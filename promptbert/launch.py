@@ -69,9 +69,9 @@ class ServedArtifact:
             raise PromptBertError(f"{self.root}: no service.py here; serving from promptbert's own commands needs a "
                                   f"checkout (pip install -e .), or pass the checkout as root")
         env = {k: v for k, v in os.environ.items() if k != "PROMPTBERT_ARTIFACT"}
-        env.update({"BENTOML_DO_NOT_TRACK": "true", **self.env})
         if self.artifact is not None:
             env["PROMPTBERT_ARTIFACT"] = str(self.artifact)
+        env.update({"BENTOML_DO_NOT_TRACK": "true", **self.env})  # an env's PROMPTBERT_ARTIFACT wins (A/B of two artifacts)
         where = [self.bento] if self.bento else ["service:PromptBertNER", "--working-dir", str(self.root)]
         out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(

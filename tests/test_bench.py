@@ -139,3 +139,13 @@ def test_out_of_domain_bench_maps_types_and_lowercases(tiny_artifact, tiny_corpu
     res = json.loads(out.read_text())["results"]["tiny"]
     assert set(res["per"]) == {"f1", "PER"}  # only the mapped type is scored
     assert {"PER", "LOC"} <= set(res["all"]) and "tiny" in r.stdout
+
+
+def test_ab_bench_interleaves_arms_and_adds_context(tiny_artifact, tiny_corpus, tmp_path):
+    out = tmp_path / "ab.json"
+    r = run("bench/ab.py", "--arm", f"a={tiny_artifact}", "--arm", f"ctx={tiny_artifact}:context=8", "--data",
+            str(tiny_corpus), "--split", "test", "--rounds", "2", "--single", "2", "--variant", "fp32", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    arms = json.loads(out.read_text())["arms"]
+    assert arms["a"]["context_tokens"] == 0 and arms["ctx"]["context_tokens"] == 8
+    assert len(arms["a"]["bulk"]) == len(arms["ctx"]["single"]) == 2 and "| ctx | 8 |" in r.stdout
