@@ -283,6 +283,8 @@ class PromptBertNER:
             "base_model": m.base_model,
             "prompt": {"fingerprint": m.prompt.fingerprint, "tokens": m.prompt.tokens, "kind": m.prompt.kind},
             "head": m.encoding.head,  # types: a request may bring its own prompt (and types)
+            "casing": m.encoding.casing or None,  # the word-shape scheme the model reads (uncased encoders)
+            "context_tokens": m.encoding.context_tokens,  # neighbouring words each sentence is tagged with
             **({"prompt_limits": {"max_prompt_tokens": m.encoding.max_prompt_tokens, "max_types": m.encoding.max_types},
                 "prompt_cache": dataclasses.asdict(self.tagger.prompted.cache.stats())}
                if self.tagger.prompted is not None else {}),

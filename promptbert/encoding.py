@@ -198,44 +198,42 @@ class PromptEncoder:
             out.append((s, e, own_s, own_e))
         return out
 
-    def word_shapes(self, words: Sequence[str]) -> list[int]:
-        """Shape id per word of a sentence (casing.py), the first word's marked as such."""
+    def word_shapes(self, words: Sequence[str], sentence: bool = True) -> list[int]:
+        """Shape id per word (casing.py); ``sentence``: the words are a sentence, whose first is marked as such."""
         cache = self._shapes
         shapes = [cache.get(w) or word_shape(w) for w in words]
         if len(cache) > SHAPE_CACHE_WORDS:
-            cache.clear()
+            cache.clear()  # bounded memory, as the pieces' cache
         cache.update(zip(words, shapes))
-        if shapes:
+        if shapes and sentence:
             shapes[0] = first_word(shapes[0])
         return shapes
 
-    def _context(self, pieces: list[tuple[int, ...]], context: Context | None,
+    def _context_side(self, words: Sequence[str], budget: int) -> list[tuple[tuple[int, ...], int]]:
+        """Pieces and shape id of whole context words, nearest first, up to ``budget`` tokens in all."""
+        kept: list[tuple[tuple[int, ...], int]] = []
+        used = 0
+        shapes = self.word_shapes(words, sentence=False) if self.casing else [0] * len(words)
+        for p, shape in zip(self.word_pieces(words), shapes):
+            if used + len(p) > budget:
+                break
+            used += len(p)
+            kept.append((p, shape))
+        return kept
+
+    def _context(self, pieces: list[tuple[int, ...]], context: Context | None
                  ) -> tuple[list[int], list[int], list[int], list[int]]:
-        """Pieces and shapes of the context kept left and right of a sentence that fits one window."""
+        """Tokens and shapes of the context kept left and right of a sentence: at most context_tokens a side,
+        and half of what the window leaves each."""
         if not context or not self.context_tokens:
             return [], [], [], []
-        room = self.text_budget - sum(len(p) for p in pieces)
-        per_side = min(self.context_tokens, room // 2)
-        if per_side <= 0:
+        budget = min(self.context_tokens, (self.text_budget - sum(len(p) for p in pieces)) // 2)
+        if budget <= 0:
             return [], [], [], []
-        out: list[list[int]] = []
-        for side, words in (("left", context[0]), ("right", context[1])):
-            words = list(words[-per_side:] if side == "left" else words[:per_side])  # a word is >= 1 token
-            kept_ids, kept_shapes, used = [], [], 0
-            shapes = self.word_shapes(words) if self.casing else [0] * len(words)
-            order = range(len(words) - 1, -1, -1) if side == "left" else range(len(words))
-            for i, p in zip(order, (self.word_pieces(words)[j] for j in order)):
-                if used + len(p) > per_side:
-                    break
-                used += len(p)
-                kept_ids.append(list(p))
-                kept_shapes.append([shapes[i]] * len(p))
-            if side == "left":
-                kept_ids.reverse()
-                kept_shapes.reverse()
-            out.append([t for p in kept_ids for t in p])
-            out.append([t for p in kept_shapes for t in p])
-        return out[0], out[1], out[2], out[3]
+        left = self._context_side(list(context[0][-budget:])[::-1], budget)[::-1]  # a word is >= 1 token
+        right = self._context_side(list(context[1][:budget]), budget)
+        return ([t for p, _ in left for t in p], [s for p, s in left for _ in p],
+                [t for p, _ in right for t in p], [s for p, s in right for _ in p])
 
     def encode(self, words: list[str] | tuple[str, ...], label_ids: list[int] | None = None,
                shapes: Sequence[int] | None = None,
