@@ -21,7 +21,8 @@ from tokenizers import Tokenizer
 CASING_SCHEME = "word-shape-v1"
 SHAPES = ("lower", "title", "upper", "mixed", "digits", "punct", "uncased")
 SHAPE_VOCAB = 1 + 2 * len(SHAPES)
-CASING_MODES = ("auto", "on", "off")
+# Not on/off: YAML reads those as booleans.
+CASING_MODES = ("auto", "always", "never")
 # Words whose shape the encoder keeps (a dict lookup costs less than the checks below).
 SHAPE_CACHE_WORDS = 100_000
 
@@ -68,6 +69,6 @@ def is_uncased(tokenizer: Tokenizer) -> bool:
 def casing_scheme(mode: str, tokenizer: Tokenizer) -> str:
     """What a training's ``casing`` setting means for this tokenizer: the scheme, or "" for none.
     ``auto`` turns it on for uncased tokenizers only: a cased one already sees case."""
-    if mode == "on" or (mode == "auto" and is_uncased(tokenizer)):
+    if mode == "always" or (mode == "auto" and is_uncased(tokenizer)):
         return CASING_SCHEME
     return ""

@@ -34,7 +34,7 @@ def test_auto_casing_follows_the_tokenizer(tiny_base):
     cased = Tokenizer.from_str(tok.to_str())
     cased.normalizer = normalizers.BertNormalizer(lowercase=False)
     assert not is_uncased(cased) and casing_scheme("auto", cased) == ""
-    assert casing_scheme("on", cased) == CASING_SCHEME and casing_scheme("off", tok) == ""
+    assert casing_scheme("always", cased) == CASING_SCHEME and casing_scheme("never", tok) == ""
 
 
 def test_windows_carry_one_shape_per_token(tiny_base):
@@ -75,8 +75,8 @@ def test_casing_config_is_checked(tiny_base, tiny_corpus, tiny_prompt, tmp_path)
 
     with pytest.raises(ConfigError, match="casing: must be one of"):
         tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, tmp_path / "m", casing="yes")
-    with pytest.raises(ConfigError, match="casing: on needs prompt_attention: isolated"):
-        tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, tmp_path / "m", casing="on", prompt_attention="joint")
+    with pytest.raises(ConfigError, match="casing: always needs prompt_attention: isolated"):
+        tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, tmp_path / "m", casing="always", prompt_attention="joint")
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_casing_off_trains_and_exports_without_shapes(tiny_base, tiny_corpus, ti
     from promptbert.training.train import train
 
     model = tmp_path / "model"
-    manifest = train(tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, model, casing="off"))
+    manifest = train(tiny_train_config(tiny_base, tiny_corpus, tiny_prompt, model, casing="never"))
     assert manifest.encoding.casing == "" and not (model / C.CASING_WEIGHTS).exists()
     export(model, tmp_path / "art", ExportConfig(variants=("fp32",)))
     session = make_session(tmp_path / "art" / C.VARIANT_FILES["fp32"], ["CPUExecutionProvider"])

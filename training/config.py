@@ -77,8 +77,8 @@ class TrainConfig:
     text_tokens: int = 128  # types head: text tokens per window, whatever the prompt's length
     full_prompt_rate: float = 0.5  # types head: share of batches prompted with all of their corpus's types
     control_seed: int = 0  # seed of the control prefix's words
-    # Word shapes (promptbert/casing.py) added to the text tokens' embeddings: auto = on for an uncased
-    # tokenizer (the embedded model), off for a cased one; isolated prompt attention only.
+    # Word shapes (promptbert/casing.py) added to the text tokens' embeddings: auto (for an uncased tokenizer
+    # such as the embedded model's, not for a cased one), always or never; isolated prompt attention only.
     casing: str = "auto"
     lowercase_rate: float = 0.1  # with casing: share of training sentences shaped as if written in lowercase
     # Document context (FLERT): up to this many tokens of the neighbouring sentences on each side of a
@@ -106,8 +106,8 @@ class TrainConfig:
             raise ConfigError(f"prompt_attention: must be one of {', '.join(PROMPT_ATTENTION)}, got {self.prompt_attention!r}")
         if self.casing not in CASING_MODES:
             raise ConfigError(f"casing: must be one of {', '.join(CASING_MODES)}, got {self.casing!r}")
-        if self.casing == "on" and self.prompt_attention != "isolated":
-            raise ConfigError("casing: on needs prompt_attention: isolated")
+        if self.casing == "always" and self.prompt_attention != "isolated":
+            raise ConfigError("casing: always needs prompt_attention: isolated")
         if not 0 <= self.lowercase_rate <= 1:
             raise ConfigError(f"lowercase_rate: must be in [0, 1], got {self.lowercase_rate}")
         if not 0 <= self.context_tokens <= 256:

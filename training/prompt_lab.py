@@ -57,7 +57,7 @@ def measure_cost(config: TrainConfig, settings: list[str], sentences: int = 200)
     for setting in settings:
         prompt = resolve(setting, config.entity_types, tokenizer.backend_tokenizer)
         # The plain HF model on whole windows: no word-shape input (its cost is not the prompt's anyway).
-        encoder = make_encoder(tokenizer, prompt, replace(config, casing="off"))
+        encoder = make_encoder(tokenizer, prompt, replace(config, casing="never"))
         pipe = torch_pipeline(model, encoder, labels, max_batch_items=32)
         pipe.word_tags([dev[0].words])
         t0 = time.perf_counter()
