@@ -95,6 +95,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if hint is str:
+        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans
+            raise ConfigError(f"{where}: expected a string, got {value!r} (YAML reads on/off/yes/no as booleans: quote it)")
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value

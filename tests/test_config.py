@@ -37,3 +37,11 @@ def test_overrides_parse_as_yaml():
     assert parse_override("eval_test=false") == ("eval_test", False)
     with pytest.raises(ConfigError):
         parse_override("novalue")
+
+
+def test_a_yaml_boolean_for_a_string_says_to_quote_it():
+    from promptbert.config import from_dict
+
+    with pytest.raises(ConfigError, match=r"casing: expected a string, got False \(YAML reads on/off"):
+        from_dict(TrainConfig, dict([parse_override("casing=off")]))
+    assert from_dict(TrainConfig, dict([parse_override("casing=never")])).casing == "never"
