@@ -8,7 +8,10 @@ export and serving alike; the ONNX graph takes them as its ``word_shape`` input.
 
 Ids: 0 for tokens that are no word (the prompt head, ``[SEP]``, padding); a word's id is
 its shape, plus ``len(SHAPES)`` when it is the first word of its sentence (where a capital
-says little). Every piece of a word carries the word's id.
+says little). A sentence without a single capital letter (chat, queries, text lowercased
+on the way) carries no casing at all: every word gets ``CASELESS``, so that "lower" keeps
+meaning "not capitalised where others are" and the model falls back on the words alone
+there. Every piece of a word carries the word's id.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from collections.abc import Sequence
 from tokenizers import Tokenizer
 
 # Recorded in the manifest: a model trained on one scheme must be served with the same one.
-CASING_SCHEME = "word-shape-v1"
+CASING_SCHEME = "word-shape-v2"
 SHAPES = ("lower", "title", "upper", "mixed", "digits", "punct", "uncased")
-SHAPE_VOCAB = 1 + 2 * len(SHAPES)
+CASELESS = 1 + 2 * len(SHAPES)  # every word of a sentence that has no capital letter
+SHAPE_VOCAB = CASELESS + 1
+_CAPITALISED = frozenset(1 + SHAPES.index(s) for s in ("title", "upper", "mixed"))
 # Not on/off: YAML reads those as booleans.
 CASING_MODES = ("auto", "always", "never")
 # Words whose shape the encoder keeps (a dict lookup costs less than the checks below).
@@ -50,12 +55,16 @@ def first_word(shape: int) -> int:
     return shape + len(SHAPES)
 
 
+def in_sentence(shapes: list[int]) -> list[int]:
+    """A sentence's ids from its words' shapes: the first word marked, or all CASELESS without a capital."""
+    if not any(s in _CAPITALISED for s in shapes):
+        return [CASELESS] * len(shapes)
+    return [first_word(shapes[0]), *shapes[1:]]
+
+
 def shape_ids(words: Sequence[str]) -> list[int]:
     """One id per word of a sentence."""
-    ids = [word_shape(w) for w in words]
-    if ids:
-        ids[0] = first_word(ids[0])
-    return ids
+    return in_sentence([word_shape(w) for w in words])
 
 
 def is_uncased(tokenizer: Tokenizer) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from .casing import CASING_SCHEME, SHAPE_CACHE_WORDS, first_word, word_shape
+from .casing import CASING_SCHEME, SHAPE_CACHE_WORDS, in_sentence, word_shape
 from .errors import ArtifactError, ConfigError
 from .prompt import check_fits
 
@@ -199,15 +199,13 @@ class PromptEncoder:
         return out
 
     def word_shapes(self, words: Sequence[str], sentence: bool = True) -> list[int]:
-        """Shape id per word (casing.py); ``sentence``: the words are a sentence, whose first is marked as such."""
+        """Shape id per word (casing.py); ``sentence``: the words are a sentence (casing.in_sentence)."""
         cache = self._shapes
         shapes = [cache.get(w) or word_shape(w) for w in words]
         if len(cache) > SHAPE_CACHE_WORDS:
             cache.clear()  # bounded memory, as the pieces' cache
         cache.update(zip(words, shapes))
-        if shapes and sentence:
-            shapes[0] = first_word(shapes[0])
-        return shapes
+        return in_sentence(shapes) if sentence else shapes
 
     def _context_side(self, words: Sequence[str], budget: int) -> list[tuple[tuple[int, ...], int]]:
         """Pieces and shape id of whole context words, nearest first, up to ``budget`` tokens in all."""

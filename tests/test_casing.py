@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from promptbert import constants as C
-from promptbert.casing import CASING_SCHEME, SHAPES, casing_scheme, is_uncased, shape_ids, word_shape
+from promptbert.casing import CASELESS, CASING_SCHEME, SHAPES, casing_scheme, is_uncased, shape_ids, word_shape
 from promptbert.encoding import PromptEncoder, batch_arrays, load_tokenizer
 from promptbert.errors import ArtifactError, ConfigError
 from promptbert.runtime import Artifact, make_session, ort_logits_fn
@@ -23,6 +23,9 @@ def test_word_shapes():
         DIGITS, DIGITS, PUNCT, PUNCT, UNCASED, TITLE, UPPER]
     # The first word of a sentence has ids of its own: its capital says little.
     assert shape_ids(["Apple", "bought", "Apple"]) == [TITLE + len(SHAPES), LOWER, TITLE]
+    assert shape_ids(["we", "met", "IBM"]) == [LOWER + len(SHAPES), LOWER, UPPER]
+    # A sentence without a capital carries no casing: "lower" there says nothing about names.
+    assert shape_ids(["apple", "bought", "beats", "in", "2014"]) == [CASELESS] * 5
     assert shape_ids([]) == []
 
 
@@ -48,7 +51,7 @@ def test_windows_carry_one_shape_per_token(tiny_base):
     assert w.word_shape[head:-1] == [expected[i] for i in w.token_word[head:-1]]
     # Training's lowercase augmentation: same pieces, the shapes of lowercase words.
     (low,) = enc.encode(words, shapes=shape_ids([x.lower() for x in words]))
-    assert low.input_ids == w.input_ids and set(low.word_shape[head + 1 : -1]) == {LOWER}
+    assert low.input_ids == w.input_ids and set(low.word_shape[head:-1]) == {CASELESS}
     arrays = batch_arrays([w, low], enc.pad_id, skip=head)
     assert arrays["word_shape"].shape == arrays["input_ids"].shape
     plain = PromptEncoder(tok, "tag names", 64, 8, specials)
@@ -65,7 +68,7 @@ def test_lowercase_rate_shapes_training_sentences_as_lowercase(tiny_base):
     enc = PromptEncoder(tok, "tag names", 64, 8, specials, casing=CASING_SCHEME)
     sents = [Sentence(("John", "met", "IBM"), ("B-PER", "O", "B-ORG"))] * 200
     assert lowercase_shapes(sents, enc, 0.0, 1) == [None] * 200
-    assert all(s == [LOWER + len(SHAPES), LOWER, LOWER] for s in lowercase_shapes(sents, enc, 1.0, 1))
+    assert all(s == [CASELESS] * 3 for s in lowercase_shapes(sents, enc, 1.0, 1))
     some = lowercase_shapes(sents, enc, 0.25, 1)
     assert 25 < sum(s is not None for s in some) < 75 and some == lowercase_shapes(sents, enc, 0.25, 1)
 
@@ -91,7 +94,7 @@ def shaped(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("shaped")
     model = root / "model"
     shutil.copytree(tiny_model, model)
-    weight = torch.randn(1 + 2 * len(SHAPES), json.loads((model / "config.json").read_text())["hidden_size"],
+    weight = torch.randn(CASELESS + 1, json.loads((model / "config.json").read_text())["hidden_size"],
                          generator=torch.Generator().manual_seed(0))
     save_file({"weight": weight}, str(model / C.CASING_WEIGHTS))
     export(model, root / "artifact", ExportConfig(variants=("fp32", "int8")))

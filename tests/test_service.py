@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from promptbert.casing import CASING_SCHEME
 from promptbert.constants import VARIANT_FILES, WORD_SPLITTER
 from promptbert.encoding import DEFAULT_CALL_COST, CallCost, default_call_cost
 from promptbert.errors import ConfigError
@@ -427,7 +428,7 @@ def test_metadata_reports_model_and_provider(client, tiny_artifact):
     assert m["prompt"]["fingerprint"] == manifest["prompt"]["fingerprint"]
     assert m["entity_types"] == ["PER", "ORG", "LOC", "MISC"] and m["default_aggregation"] in ("first", "average", "max")
     assert m["word_splitter"] == WORD_SPLITTER and m["split_sentences"] is True
-    assert m["casing"] == manifest["encoding"]["casing"] == "word-shape-v1" and m["context_tokens"] == 0
+    assert m["casing"] == manifest["encoding"]["casing"] == CASING_SCHEME and m["context_tokens"] == 0
     assert m["call_cost"] == {"per_call": 20.0, "per_row": 2.1}
     assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
 
