@@ -9,9 +9,9 @@ export and serving alike; the ONNX graph takes them as its ``word_shape`` input.
 Ids: 0 for tokens that are no word (the prompt head, ``[SEP]``, padding); a word's id is
 its shape, plus ``len(SHAPES)`` when it is the first word of its sentence (where a capital
 says little). A sentence without a single capital letter (chat, queries, text lowercased
-on the way) carries no casing at all: every word gets ``CASELESS``, so that "lower" keeps
-meaning "not capitalised where others are" and the model falls back on the words alone
-there. Every piece of a word carries the word's id.
+on the way) carries no casing at all: every word gets ``CASELESS``, so that "lower" in a
+cased sentence is not confused with text that has no case. Every piece of a word carries
+the word's id.
 """
 
 from __future__ import annotations
