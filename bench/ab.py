@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from promptbert.data import document_contexts, load_split  # noqa: E402
+from promptbert.data import load_split  # noqa: E402
 from promptbert.manifest import now, versions, write_json  # noqa: E402
 
 
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         tagger = Tagger.from_pretrained(path, a.variant, "cpu", threads=a.threads, max_batch_items=a.batch)
         if context is not None:
             tagger.pipeline.encoder.context_tokens = context
-        near = tagger.pipeline.encoder.context_tokens
-        arms[name] = {"tagger": tagger, "path": path, "context_tokens": near,
-                      "contexts": document_contexts(sentences, near) if near else None}
+        encoder = tagger.pipeline.encoder
+        arms[name] = {"tagger": tagger, "path": path, "context_tokens": encoder.context_tokens,
+                      "contexts": encoder.document_contexts(sentences)}
     rows: dict[str, dict[str, list[float]]] = {n: {"bulk": [], "single": []} for n in arms}
     f1: dict[str, float] = {}
     for r in range(a.rounds):

@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from promptbert.data import Sentence, document_contexts, load_split  # noqa: E402
+from promptbert.data import Sentence, load_split  # noqa: E402
 from promptbert.manifest import now, versions, write_json  # noqa: E402
 
 
@@ -53,8 +53,7 @@ def mapped(sentences: list[Sentence], mapping: dict[str, str] | None, lower: boo
 def score(tagger: Any, sentences: list[Sentence], keep: set[str] | None) -> dict[str, Any]:
     from promptbert.training.evaluate import report
 
-    near = tagger.pipeline.encoder.context_tokens
-    contexts = document_contexts(sentences, near) if near else None
+    contexts = tagger.pipeline.encoder.document_contexts(sentences)
     pred = [[t if keep is None or t == "O" or t[2:] in keep else "O" for t, _ in row]
             for row in tagger.word_tags([s.words for s in sentences], None, contexts)]
     return report([list(s.tags) for s in sentences], pred)

@@ -59,6 +59,13 @@ def _onnx_export(model_dir: Path, out: Path, opset: int) -> Path:
     return path
 
 
+def _sample_shapes() -> Any:
+    """A word-shape input to trace with, as wide as the exporters' sample text ids."""
+    import torch
+
+    return torch.tensor([[8, 1, 2, 0], [9, 0, 0, 0]], dtype=torch.long)
+
+
 def _onnx_export_isolated(tagger: Any, model_dir: Path, out: Path, opset: int) -> Path:
     """The prompt-isolated graph: text ids + mask -> logits, the head's keys/values baked in as constants.
 
@@ -79,7 +86,7 @@ def _onnx_export_isolated(tagger: Any, model_dir: Path, out: Path, opset: int) -
     mask = (torch.arange(4) < torch.tensor([[4], [2]])).long()
     args, names = (ids, mask), ["input_ids", "attention_mask"]
     if tagger.word_shapes is not None:
-        args, names = (ids, mask, torch.tensor([[8, 1, 2, 0], [9, 0, 0, 0]], dtype=torch.long)), [*names, "word_shape"]
+        args, names = (ids, mask, _sample_shapes()), [*names, "word_shape"]
     axes = {0: "batch_size", 1: "sequence_length"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -132,7 +139,7 @@ def _onnx_export_types(ctx: Context, out: Path) -> Path:
     kv_axes = {2: "prompt_length"}
     inputs, args = list(TYPES_INPUTS), (ids, att, *enc)
     if model.word_shapes is not None:
-        inputs, args = [*inputs, "word_shape"], (*args, torch.tensor([[8, 1, 2, 0], [9, 0, 0, 0]], dtype=torch.long))
+        inputs, args = [*inputs, "word_shape"], (*args, _sample_shapes())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(PromptGraph(model), (head, mask), str(out / C.PROMPT_ENCODER),

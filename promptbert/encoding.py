@@ -19,6 +19,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from .casing import CASING_SCHEME, SHAPE_CACHE_WORDS, in_sentence, word_shape
+from .data import Sentence, document_contexts
 from .errors import ArtifactError, ConfigError
 from .prompt import check_fits
 
@@ -200,12 +201,20 @@ class PromptEncoder:
 
     def word_shapes(self, words: Sequence[str], sentence: bool = True) -> list[int]:
         """Shape id per word (casing.py); ``sentence``: the words are a sentence (casing.in_sentence)."""
-        cache = self._shapes
-        shapes = [cache.get(w) or word_shape(w) for w in words]
-        if len(cache) > SHAPE_CACHE_WORDS:
-            cache.clear()  # bounded memory, as the pieces' cache
-        cache.update(zip(words, shapes))
+        cache = self._shapes  # read once: another thread may clear it meanwhile
+        shapes = [cache.get(w) or 0 for w in words]
+        if 0 in shapes:
+            fresh = {w: word_shape(w) for w, s in zip(words, shapes) if not s}
+            if len(cache) + len(fresh) > SHAPE_CACHE_WORDS:
+                cache.clear()  # bounded memory, as the pieces' cache
+            cache.update(fresh)
+            shapes = [s or fresh[w] for w, s in zip(words, shapes)]
         return in_sentence(shapes) if sentence else shapes
+
+    def document_contexts(self, sentences: Sequence[Sentence]) -> list[Context] | None:
+        """Each sentence's neighbours in its document, for an encoder with ``context_tokens`` (else None):
+        how training, evaluation and the benchmarks give a model the context it was trained with."""
+        return document_contexts(sentences, self.context_tokens) if self.context_tokens else None
 
     def _context_side(self, words: Sequence[str], budget: int) -> list[tuple[tuple[int, ...], int]]:
         """Pieces and shape id of whole context words, nearest first, up to ``budget`` tokens in all."""
@@ -242,10 +251,10 @@ class PromptEncoder:
         pieces = self.word_pieces(words)
         if label_ids is not None and len(label_ids) != len(pieces):
             raise ValueError(f"{len(label_ids)} labels for {len(pieces)} words")
-        if self.casing and shapes is None:
-            shapes = self.word_shapes(words)
-        elif not self.casing:
+        if not self.casing:
             shapes = None
+        elif shapes is None:
+            shapes = self.word_shapes(words)
         head_len = len(self.head_ids)
         spans = self.spans(pieces)
         left, left_shapes, right, right_shapes = self._context(pieces, context) if len(spans) == 1 else ([], [], [], [])

@@ -73,6 +73,11 @@ def make_session(path: str | Path, providers: list[str], threads: int | None = N
         raise ArtifactError(f"{path}: cannot load ONNX model ({str(exc).splitlines()[0][:200]})") from None
 
 
+def text_inputs(casing: str) -> tuple[str, ...]:
+    """The text inputs of a prompt-isolated graph (either head): ids, mask and, with casing, word shapes."""
+    return ("input_ids", "attention_mask", *(("word_shape",) if casing else ()))
+
+
 def ort_logits_fn(session: Any, prompt_attention: str = "joint", casing: str = "") -> Any:
     """Logits function over an ORT session.
 
@@ -82,7 +87,7 @@ def ort_logits_fn(session: Any, prompt_attention: str = "joint", casing: str = "
     """
     names = {i.name for i in session.get_inputs()}
     if prompt_attention == "isolated":
-        wanted: tuple[str, ...] = ("input_ids", "attention_mask", *(("word_shape",) if casing else ()))
+        wanted: tuple[str, ...] = text_inputs(casing)
         if names != set(wanted):
             raise ArtifactError(f"ONNX graph inputs {sorted(names)} are not those of a prompt-isolated graph "
                                 f"{list(wanted)} (the manifest's casing: {casing or 'none'})")
@@ -124,7 +129,7 @@ def ort_prompt_encoder(session: Any) -> Any:
 def ort_types_tagger(session: Any, casing: str = "") -> Any:
     """The tagger graph of a types model as a TagFn: text windows + a prompt's encoding -> logits."""
     names = {i.name for i in session.get_inputs()}
-    text = ("input_ids", "attention_mask", *(("word_shape",) if casing else ()))
+    text = text_inputs(casing)
     if names != set(TYPES_INPUTS) | set(text):
         raise ArtifactError(f"ONNX graph inputs {sorted(names)} are not those of a types graph "
                             f"{[*TYPES_INPUTS, *text[2:]]} (the manifest's casing: {casing or 'none'})")

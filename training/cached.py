@@ -67,11 +67,13 @@ def head_states(base: Any, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 def text_states(base: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keys: torch.Tensor,
-                values: torch.Tensor, text_type: int, extra_embeds: torch.Tensor | None = None) -> torch.Tensor:
+                values: torch.Tensor, text_type: int, shapes: WordShapes | None = None,
+                word_shape: torch.Tensor | None = None) -> torch.Tensor:
     """Last hidden states of text tokens that attend to a head's cached keys/values and to each other.
 
     The text keeps the positions it has in the full window (after the head) and segment ``text_type``.
-    ``extra_embeds`` (word shapes) is added to the tokens' word embeddings, before the embedding LayerNorm.
+    A model with casing (``shapes``) adds its word-shape vectors to the tokens' word embeddings, before
+    the embedding LayerNorm.
     """
     b, t = input_ids.shape
     head = keys.shape[2]
@@ -79,10 +81,10 @@ def text_states(base: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
         attention_mask = torch.ones_like(input_ids)
     positions = (torch.arange(t, device=input_ids.device) + head).unsqueeze(0).expand(b, t)
     segments = torch.full_like(input_ids, text_type)
-    if extra_embeds is None:
+    if shapes is None:
         h = base.embeddings(input_ids=input_ids, token_type_ids=segments, position_ids=positions)
     else:
-        h = base.embeddings(inputs_embeds=base.embeddings.word_embeddings(input_ids) + extra_embeds,
+        h = base.embeddings(inputs_embeds=base.embeddings.word_embeddings(input_ids) + shapes(word_shape),
                             token_type_ids=segments, position_ids=positions)
     # The head is never masked: only the text's keys take the additive mask.
     additive = ((1.0 - attention_mask.to(h.dtype)) * torch.finfo(h.dtype).min)[:, None, None, :]
@@ -182,8 +184,8 @@ class PromptCachedTagger(nn.Module):
                 self._kv = (keys, values)
         else:
             keys, values = self._kv
-        extra = self.word_shapes(word_shape) if self.word_shapes is not None else None
-        h = text_states(self.model.base_model, input_ids, attention_mask, keys, values, self.text_type, extra)
+        h = text_states(self.model.base_model, input_ids, attention_mask, keys, values, self.text_type,
+                        self.word_shapes, word_shape)
         logits = self.model.classifier(self.model.dropout(h))
         loss = None
         if labels is not None:

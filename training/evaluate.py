@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from promptbert import constants as C
-from promptbert.data import Sentence, document_contexts, split_words
+from promptbert.data import Sentence, split_words
 from promptbert.encoding import PromptEncoder, load_tokenizer
 from promptbert.errors import ArtifactError
 from promptbert.labels import LabelMap
@@ -37,8 +37,7 @@ def report(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
 def evaluate_sentences(tagger: Tagger, sentences: list[Sentence], strategy: str | None = None) -> dict[str, Any]:
     """The report on the gold words (``strategy`` None: the tagger's default aggregation); a model trained
     with document context is given each sentence's neighbours, as it was in training."""
-    near = tagger.pipeline.encoder.context_tokens
-    contexts = document_contexts(sentences, near) if near else None
+    contexts = tagger.pipeline.encoder.document_contexts(sentences)
     pred = [[t for t, _ in row] for row in tagger.word_tags([s.words for s in sentences], strategy, contexts)]
     return report([list(s.tags) for s in sentences], pred)
 

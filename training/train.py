@@ -141,8 +141,7 @@ def windows_for(sentences: list[D.Sentence], encoder: PromptEncoder, labels: Lab
     """Labelled windows; with ``own_only`` a word is labelled only in the window that owns it (dev).
     An encoder with ``context_tokens`` gets each sentence's document neighbours."""
     l2i = labels.label2id
-    near = encoder.context_tokens
-    contexts = D.document_contexts(sentences, near) if near else None
+    contexts = encoder.document_contexts(sentences)
     out = []
     for i, s in enumerate(sentences):
         for w in encoder.encode(s.words, [l2i[t] for t in s.tags], shapes[i] if shapes else None,

@@ -70,8 +70,8 @@ class TypedTagger(nn.Module):
 
     def tag(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
             type_keys: torch.Tensor, type_bias: torch.Tensor, word_shape: torch.Tensor | None = None) -> torch.Tensor:
-        extra = self.word_shapes(word_shape) if self.word_shapes is not None else None
-        h = self.dropout(text_states(self.base, input_ids, attention_mask, keys, values, self.text_type, extra))
+        h = self.dropout(text_states(self.base, input_ids, attention_mask, keys, values, self.text_type,
+                                     self.word_shapes, word_shape))
         scores = (self.query(h) @ type_keys.transpose(0, 1)) * self.scale + type_bias
         return torch.cat([self.outside(h), scores], dim=-1)
 
