@@ -254,20 +254,12 @@ class PromptBertNER:
                                   CONFIG.inline_chars, CONFIG.gather_yields)
 
     def _by_prompt(self, texts: list[str], *options: Any) -> list[list[EntityDict]]:
-        """Texts grouped by their prompt (a batch may merge requests with different ones), tagged group by
-        group, answers put back in order."""
-        groups: dict[Any, tuple[PreparedPrompt | None, list[int]]] = {}
-        for i, t in enumerate(texts):
-            p = getattr(t, "prompt", None)
-            groups.setdefault(None if p is None else p.key, (p, []))[1].append(i)
-        if len(groups) == 1:
-            ((prompt, _),) = groups.values()
-            return self.tagger.predict(texts, *options, prompt=prompt)
-        out: list[list[EntityDict]] = [[] for _ in texts]
-        for prompt, idx in groups.values():
-            for i, ents in zip(idx, self.tagger.predict([texts[i] for i in idx], *options, prompt=prompt)):
-                out[i] = ents
-        return out
+        """Texts each under its own request's prompt (a batch may merge requests with different ones): a
+        types model tags them in shared calls, every row fed its own prompt's encoding."""
+        prompts = [getattr(t, "prompt", None) for t in texts]
+        if self.tagger.prompted is None or all(p is None for p in prompts):
+            return self.tagger.predict(texts, *options)
+        return self.tagger.predict_each(texts, prompts, *options)
 
     @bentoml.api
     def metadata(self) -> Annotated[dict[str, Any], JSON]:

@@ -101,8 +101,8 @@ def _onnx_export_isolated(tagger: Any, model_dir: Path, out: Path, opset: int) -
 def _onnx_export_types(ctx: Context, out: Path) -> Path:
     """The two graphs of a types model: the prompt encoder (``prompt_encoder.onnx``: head ids + type mask ->
     keys, values, type keys, type bias) and the tagger (``model.onnx``: text ids + mask + that encoding ->
-    logits for O and B-/I- of each type). Traced with the default prompt; every length and the number of
-    types are dynamic axes."""
+    logits for O and B-/I- of each type, under one encoding or one per row). Traced with the default prompt;
+    every length, the number of types and of encodings are dynamic axes."""
     import warnings
 
     import torch
@@ -123,8 +123,8 @@ def _onnx_export_types(ctx: Context, out: Path) -> Path:
             self.m = m
 
         def forward(self, input_ids: Any, attention_mask: Any, keys: Any, values: Any, type_keys: Any, type_bias: Any,
-                    word_shape: Any = None) -> Any:
-            return self.m.tag(input_ids, attention_mask, keys, values, type_keys, type_bias, word_shape)
+                    prompt_mask: Any, word_shape: Any = None) -> Any:
+            return self.m.tag(input_ids, attention_mask, keys, values, type_keys, type_bias, word_shape, prompt_mask)
 
     model, opset = ctx.model, ctx.config.opset
     model.eval()
@@ -137,7 +137,13 @@ def _onnx_export_types(ctx: Context, out: Path) -> Path:
     ids = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]], dtype=torch.long)
     att = (torch.arange(4) < torch.tensor([[4], [2]])).long()
     kv_axes = {2: "prompt_length"}
-    inputs, args = list(TYPES_INPUTS), (ids, att, *enc)
+    # The tagger takes an encoding per row (rows: 1, or one per text when a batch mixes prompts), traced
+    # with two rows, the second a shorter prompt padded to the first's length.
+    keys, values, type_keys, type_bias = (torch.stack([x, x]) for x in enc)
+    prompt_mask = torch.ones(2, keys.shape[3], dtype=torch.long)
+    prompt_mask[1, -1] = 0
+    inputs, args = list(TYPES_INPUTS), (ids, att, keys, values, type_keys, type_bias, prompt_mask)
+    row_kv_axes = {0: "prompt_rows", 3: "prompt_length"}
     if model.word_shapes is not None:
         inputs, args = [*inputs, "word_shape"], (*args, _sample_shapes())
     with warnings.catch_warnings():
@@ -153,8 +159,10 @@ def _onnx_export_types(ctx: Context, out: Path) -> Path:
                           dynamic_axes={"input_ids": {0: "batch_size", 1: "sequence_length"},
                                         "attention_mask": {0: "batch_size", 1: "sequence_length"},
                                         "word_shape": {0: "batch_size", 1: "sequence_length"},
-                                        "keys": kv_axes, "values": kv_axes, "type_keys": {0: "labels"},
-                                        "type_bias": {0: "labels"},
+                                        "keys": row_kv_axes, "values": row_kv_axes,
+                                        "type_keys": {0: "prompt_rows", 1: "labels"},
+                                        "type_bias": {0: "prompt_rows", 1: "labels"},
+                                        "prompt_mask": {0: "prompt_rows", 1: "prompt_length"},
                                         "logits": {0: "batch_size", 1: "sequence_length", 2: "classes"}})
     model.eval()
     shutil.copyfile(ctx.model_dir / "config.json", out / "config.json")

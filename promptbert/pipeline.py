@@ -19,6 +19,7 @@ from .encoding import (DEFAULT_CALL_COST, CallCost, Context, PromptEncoder, Wind
 from .errors import InputError
 from .labels import LabelMap
 
+PROMPT_GROUP = "prompt_group"  # a batch's array naming, per row, which of the call's prompts it is tagged under
 LogitsFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 # Told of every model call: the arrays it was given and the seconds it took (wall clock).
 CallObserver = Callable[[dict[str, np.ndarray], float], None]
@@ -72,10 +73,11 @@ class TaggingPipeline:
         size = self.max_batch_items or len(windows)
         return [list(range(i, min(i + size, len(windows)))) for i in range(0, len(windows), size)]
 
-    def piece_probs(self, sentences: Sequence[Sequence[str]], contexts: Sequence[Context] | None = None
-                    ) -> list[list[np.ndarray]]:
+    def piece_probs(self, sentences: Sequence[Sequence[str]], contexts: Sequence[Context] | None = None,
+                    groups: Sequence[int] | None = None) -> list[list[np.ndarray]]:
         """Per sentence, per word: the probability rows of its pieces, taken from the window that owns it.
-        ``contexts``: the words around each sentence, for an encoder with ``context_tokens``."""
+        ``contexts``: the words around each sentence, for an encoder with ``context_tokens``; ``groups``:
+        a prompt index per sentence, passed to the logits function per row (``typed.PROMPT_GROUP``)."""
         windows: list[Window] = []
         owner: list[int] = []
         if contexts is not None and len(contexts) != len(sentences):
@@ -89,6 +91,8 @@ class TaggingPipeline:
         for batch in self._batches(windows):
             chunk = [windows[i] for i in batch]
             arrays = batch_arrays(chunk, self.encoder.pad_id, self.skip)
+            if groups is not None:
+                arrays[PROMPT_GROUP] = np.asarray([groups[owner[wi]] for wi in batch], dtype=np.int64)
             t0 = time.perf_counter()
             logits = np.asarray(self.logits_fn(arrays))
             if self.on_call is not None:
@@ -124,8 +128,12 @@ class TaggingPipeline:
         strategy: str = "first",
         min_score: float = 0.0,
         entity_types: Sequence[str] | None = None,
+        groups: Sequence[int] | None = None,
+        group_labels: Sequence[LabelMap] | None = None,
     ) -> list[list[dict[str, Any]]]:
-        """Entities per raw text, in the HF pipeline shape, offsets into the text as given."""
+        """Entities per raw text, in the HF pipeline shape, offsets into the text as given.
+        ``groups``/``group_labels``: texts under different prompts in one pass, text i labelled by
+        ``group_labels[groups[i]]`` (its rows' columns past those labels carry no probability)."""
         check_strategy(strategy)
         if not 0.0 <= min_score <= 1.0:
             raise InputError(f"min_score: must be between 0 and 1, got {min_score}")
@@ -138,24 +146,26 @@ class TaggingPipeline:
                 raise InputError(f"entity_types: unknown type {unknown[0]!r} (model knows {', '.join(self.labels.entity_types)})")
             wanted = set(entity_types)
         splits = [split_words(t) for t in texts]
-        probs = self._text_probs(texts, splits)
+        probs = self._text_probs(texts, splits, groups)
         results = []
-        for text, words, rows_per_word in zip(texts, splits, probs):
+        for ti, (text, words, rows_per_word) in enumerate(zip(texts, splits, probs)):
+            labels = self.labels if groups is None or group_labels is None else group_labels[groups[ti]]
             units: list[tuple[str, float, int, int]] = []
             if strategy == "simple":
                 offsets = self._piece_offsets([w for w, _, _ in words])
                 for (_, ws, _), rows, offs in zip(words, rows_per_word, offsets):
                     for row, (a, b) in zip(rows, offs):
                         idx = int(row.argmax())
-                        units.append((self.labels.labels[idx], float(row[idx]), ws + a, ws + b))
+                        units.append((labels.labels[idx], float(row[idx]), ws + a, ws + b))
             else:
                 for (_, ws, we), rows in zip(words, rows_per_word):
                     idx, score = aggregate_word(rows, strategy)
-                    units.append((self.labels.labels[idx], score, ws, we))
+                    units.append((labels.labels[idx], score, ws, we))
             results.append(entities_from_groups(text, group_units(units), min_score, wanted))
         return results
 
-    def _text_probs(self, texts: Sequence[str], splits: list[list[tuple[str, int, int]]]) -> list[list[np.ndarray]]:
+    def _text_probs(self, texts: Sequence[str], splits: list[list[tuple[str, int, int]]],
+                    groups: Sequence[int] | None = None) -> list[list[np.ndarray]]:
         """piece_probs of each text's words; with split_sentences each sentence runs as its own sequence,
         as the model was trained (else the whole text is one), and the rows are put back in the text's
         word order."""
@@ -171,7 +181,8 @@ class TaggingPipeline:
                 if contexts is not None:  # the neighbouring sentences of the same text, as in training
                     contexts.append(([w for w, _, _ in words[max(0, a - near) : a]], [w for w, _, _ in words[b : b + near]]))
         probs: list[list[np.ndarray]] = [[] for _ in texts]
-        for ti, rows in zip(owner, self.piece_probs(units, contexts)):
+        unit_groups = None if groups is None else [groups[ti] for ti in owner]
+        for ti, rows in zip(owner, self.piece_probs(units, contexts, unit_groups)):
             probs[ti].extend(rows)
         return probs
 

@@ -103,7 +103,8 @@ def ort_logits_fn(session: Any, prompt_attention: str = "joint", casing: str = "
     return run
 
 
-TYPES_INPUTS = ("input_ids", "attention_mask", "keys", "values", "type_keys", "type_bias")
+TYPES_INPUTS = ("input_ids", "attention_mask", "keys", "values", "type_keys", "type_bias", "prompt_mask")
+TYPES_INPUTS_ONE_PROMPT = TYPES_INPUTS[:-1]  # a types graph that takes one encoding per call (no mixing)
 PROMPT_ENCODER_INPUTS = ("prompt_ids", "type_mask")
 PROMPT_ENCODING = ("keys", "values", "type_keys", "type_bias")
 
@@ -127,21 +128,31 @@ def ort_prompt_encoder(session: Any) -> Any:
 
 
 def ort_types_tagger(session: Any, casing: str = "") -> Any:
-    """The tagger graph of a types model as a TagFn: text windows + a prompt's encoding -> logits."""
+    """The tagger graph of a types model as a TagFn: text windows + a prompt's encoding (or one per row,
+    ``typed.rows_encoding``) -> logits. ``tag.mixes`` says whether the graph takes one per row."""
+    from .typed import as_rows
+
     names = {i.name for i in session.get_inputs()}
     text = text_inputs(casing)
-    if names != set(TYPES_INPUTS) | set(text):
+    mixes = names == set(TYPES_INPUTS) | set(text)
+    if not mixes and names != set(TYPES_INPUTS_ONE_PROMPT) | set(text):
         raise ArtifactError(f"ONNX graph inputs {sorted(names)} are not those of a types graph "
                             f"{[*TYPES_INPUTS, *text[2:]]} (the manifest's casing: {casing or 'none'})")
     dtypes = _dtypes(session)
 
     def tag(batch: dict[str, np.ndarray], encoding: dict[str, np.ndarray]) -> np.ndarray:
         feed = {k: batch[k] for k in text}
+        if mixes:
+            encoding = as_rows(encoding)
+            feed["prompt_mask"] = encoding["prompt_mask"]
+        elif encoding["keys"].ndim == 5:
+            raise ValueError("this types graph takes one prompt per call (export it again to mix prompts)")
         for k in PROMPT_ENCODING:  # an fp16 graph takes its encoding in fp16 (the encoder runs in fp32)
             v = encoding[k]
             feed[k] = v if v.dtype == dtypes[k] else v.astype(dtypes[k])
         return session.run(["logits"], feed)[0]
 
+    tag.mixes = mixes  # type: ignore[attr-defined]
     return tag
 
 
@@ -150,8 +161,9 @@ def ort_prompted(session: Any, prompt_session: Any, encoder: PromptEncoder, defa
     """A PromptedModel over the two graphs of a types artifact."""
     from .typed import PromptedModel
 
-    return PromptedModel(encoder, ort_prompt_encoder(prompt_session), ort_types_tagger(session, encoder.casing), default, limits,
-                         *args, **kwargs)
+    tag = ort_types_tagger(session, encoder.casing)
+    return PromptedModel(encoder, ort_prompt_encoder(prompt_session), tag, default, limits, *args,
+                         mixes=tag.mixes, **kwargs)
 
 
 def onnx_pipeline(session: Any, encoder: PromptEncoder, labels: LabelMap, prompt_attention: str = "joint",

@@ -164,6 +164,21 @@ class Tagger:
             out = self.pipeline.entities(batch, strategy, min_score, entity_types)
         return out[0] if one else out
 
+    def predict_each(self, texts: Sequence[str], prompts: Sequence[PromptLike | None],
+                     aggregation_strategy: str | None = None, min_score: float = 0.0,
+                     entity_types: Sequence[str] | None = None) -> list[list[Entity]]:
+        """Entities of each text under its own prompt (``types`` models; None: this tagger's prompt).
+        Texts of different prompts share model calls, so mixing prompts costs what one prompt costs."""
+        if len(prompts) != len(texts):
+            raise InputError(f"prompts: {len(prompts)} for {len(texts)} texts")
+        if self.prompted is None:
+            if any(p is not None for p in prompts):
+                raise InputError(FIXED_HEAD)
+            return self.predict(list(texts), aggregation_strategy, min_score, entity_types)
+        prepared = [self.prepare(p, entity_types) if p is not None or entity_types is not None else self.prompt
+                    for p in prompts]
+        return self.prompted.entities(list(texts), prepared, aggregation_strategy or self.default_aggregation, min_score)
+
     def prepare(self, prompt: PromptLike | None = None, entity_types: Sequence[str] | None = None) -> PreparedPrompt:
         """A prompt checked against this model's limits (InputError names the field that is wrong)."""
         if self.prompted is None:

@@ -32,6 +32,7 @@ from tokenizers import Tokenizer
 from . import config as cfg
 from .errors import ConfigError, InputError
 from .labels import OUTSIDE, LabelMap
+from .pipeline import PROMPT_GROUP
 from .prompt import LABELS_PLACEHOLDER, PromptDetails, PromptSpec, describe_labels, fingerprint, render
 
 HEADS = ("fixed", "types")  # the manifest's encoding.head; manifests without the key are fixed
@@ -39,8 +40,10 @@ DEFAULT_MAX_TYPES = 32
 PREPARED_ENTRIES = 256  # request prompts remembered prepared (a few KB each: ids and a types x tokens mask)
 TYPES_LINE = "Types: "  # added where a prompt has no {labels} placeholder, so every type has a span
 
+PAD_BIAS = -1e4  # the logit of a padded type slot in a batch that mixes prompts: no probability after softmax
+
 # What a backend computes from a prompt (keys, values, type_keys, type_bias as numpy arrays),
-# and how it tags a batch of text windows with that encoding.
+# and how it tags a batch of text windows with that encoding (or with one per row: ``rows_encoding``).
 PromptEncodeFn = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 TagFn = Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], np.ndarray]
 # Told of every cache lookup: hit or not, seconds spent encoding (0 on a hit), entries and bytes held after it.
@@ -332,6 +335,44 @@ class PromptCache:
                               round(self.encode_seconds, 6), self.max_entries, self.max_bytes)
 
 
+def as_rows(encoding: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One prompt's encoding in the per-row form a tagger graph takes, as one row every text shares
+    (views, no copy): keys/values ``[1, layers, heads, tokens, dim]``, type keys ``[1, labels, hidden]``,
+    type bias ``[1, labels]`` and a ``prompt_mask`` of ones."""
+    if encoding["keys"].ndim == 5:
+        return encoding
+    return {"keys": encoding["keys"][None], "values": encoding["values"][None],
+            "type_keys": encoding["type_keys"][None], "type_bias": encoding["type_bias"][None],
+            "prompt_mask": np.ones((1, encoding["keys"].shape[2]), dtype=np.int64)}
+
+
+def rows_encoding(encodings: Sequence[dict[str, np.ndarray]], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Several prompts' encodings as one per row (``rows[i]``: the index of row i's prompt).
+
+    Shorter prompts are padded to the longest (``prompt_mask`` 0 there) and fewer types to the most
+    (zero keys, bias PAD_BIAS): a row's logits past its own labels carry no probability, and its text
+    sits after its own prompt's positions, so every row gets what its prompt alone would give it.
+    """
+    first = encodings[0]
+    layers, heads, _, dim = first["keys"].shape
+    tokens = max(e["keys"].shape[2] for e in encodings)
+    labels = max(e["type_bias"].shape[0] for e in encodings)
+    g = len(encodings)
+    kv_dtype, t_dtype = first["keys"].dtype, first["type_keys"].dtype
+    keys = np.zeros((g, layers, heads, tokens, dim), dtype=kv_dtype)
+    values = np.zeros_like(keys)
+    mask = np.zeros((g, tokens), dtype=np.int64)
+    type_keys = np.zeros((g, labels, first["type_keys"].shape[1]), dtype=t_dtype)
+    type_bias = np.full((g, labels), PAD_BIAS, dtype=first["type_bias"].dtype)
+    for i, e in enumerate(encodings):
+        n, k = e["keys"].shape[2], e["type_bias"].shape[0]
+        keys[i, :, :, :n], values[i, :, :, :n], mask[i, :n] = e["keys"], e["values"], 1
+        type_keys[i, :k], type_bias[i, :k] = e["type_keys"], e["type_bias"]
+    rows = np.asarray(rows)
+    return {"keys": keys[rows], "values": values[rows], "type_keys": type_keys[rows], "type_bias": type_bias[rows],
+            "prompt_mask": mask[rows]}
+
+
 class PromptedModel:
     """A ``types`` model behind one TaggingPipeline per prompt, sharing the encoder, the backend and the cache.
 
@@ -341,10 +382,13 @@ class PromptedModel:
     """
 
     def __init__(self, encoder: Any, encode: PromptEncodeFn, tag: TagFn, default: PromptSpec, limits: PromptLimits,
-                 cache_entries: int = 256, cache_bytes: int = 256 << 20, **pipeline_kwargs: Any) -> None:
-        """Over any backend's two calls (ONNX Runtime, PyTorch); ``pipeline_kwargs`` go to the shared pipeline."""
+                 cache_entries: int = 256, cache_bytes: int = 256 << 20, mixes: bool = True,
+                 **pipeline_kwargs: Any) -> None:
+        """Over any backend's two calls (ONNX Runtime, PyTorch); ``pipeline_kwargs`` go to the shared pipeline.
+        ``mixes``: ``tag`` takes an encoding per row, so texts of different prompts share a model call."""
         from .pipeline import TaggingPipeline
 
+        self.mixes = mixes
         self.base = TaggingPipeline(encoder, LabelMap.from_types(tuple(default.labels)), _no_prompt, head_cached=True,
                                     **pipeline_kwargs)
         self.tag = tag
@@ -378,6 +422,41 @@ class PromptedModel:
         view.labels = prompt.labels
         view.logits_fn = lambda batch: self.tag(batch, encoding)
         return view
+
+
+    def entities(self, texts: Sequence[str], prompts: Sequence[PreparedPrompt | None], strategy: str = "first",
+                 min_score: float = 0.0) -> list[list[dict[str, Any]]]:
+        """Entities of each text under its own prompt (None: the default). Texts of different prompts
+        are batched together, each row fed its own prompt's encoding, so a batch that mixes prompts
+        costs the model calls one prompt would (a backend that cannot mix runs prompt by prompt)."""
+        if len(texts) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts for {len(texts)} texts")
+        chosen = [p or self.default for p in prompts]
+        distinct = list({p.key: p for p in chosen}.values())
+        if len(distinct) == 1:
+            return self.pipeline(distinct[0]).entities(texts, strategy, min_score)
+        index = {p.key: i for i, p in enumerate(distinct)}
+        groups = [index[p.key] for p in chosen]
+        if not self.mixes:
+            out: list[list[dict[str, Any]]] = [[] for _ in texts]
+            for g, prompt in enumerate(distinct):
+                idx = [i for i, x in enumerate(groups) if x == g]
+                for i, ents in zip(idx, self.pipeline(prompt).entities([texts[i] for i in idx], strategy, min_score)):
+                    out[i] = ents
+            return out
+        import copy
+
+        encodings = [self.cache.get(p) for p in distinct]
+
+        def logits(batch: dict[str, np.ndarray]) -> np.ndarray:
+            used, rows = np.unique(batch[PROMPT_GROUP], return_inverse=True)
+            if len(used) == 1:
+                return self.tag(batch, encodings[int(used[0])])
+            return self.tag(batch, rows_encoding([encodings[int(u)] for u in used], rows))
+
+        view = copy.copy(self.base)
+        view.logits_fn = logits
+        return view.entities(texts, strategy, min_score, groups=groups, group_labels=[p.labels for p in distinct])
 
 
 def _no_prompt(batch: dict[str, np.ndarray]) -> np.ndarray:

@@ -94,6 +94,31 @@ def test_the_prompt_decides_the_labels(tiny_types_artifact):
     assert stats.hits >= 1 and stats.entries >= 3  # the second text under TEAM, and each distinct prompt once
 
 
+def test_texts_under_different_prompts_share_model_calls(tiny_types_model, tiny_types_artifact):
+    """A batch mixing prompts of different lengths and types runs as one model call, and every text gets
+    what its prompt alone gives it, in PyTorch and ONNX alike; a backend that cannot mix runs prompt by prompt."""
+    texts = [f"John Smith number {i} met the Acme Corp team in Paris ." for i in range(4)]  # one length: one call
+    prompts = [TEAM, PLACES, None, TEAM]
+    for tagger in (Tagger.from_pretrained(tiny_types_model), Tagger.from_pretrained(tiny_types_artifact, "fp32")):
+        calls: list[int] = []
+        tagger.observe(on_call=lambda arrays, seconds: calls.append(len(arrays["input_ids"])))
+        mixed = tagger.predict_each(texts, prompts)
+        assert calls == [len(texts)], calls
+        alone = [tagger.predict(t, prompt=p) for t, p in zip(texts, prompts)]
+        assert any(alone) and {e["entity_group"] for e in alone[0]} <= {"team"}
+        _assert_same_entities(mixed, alone)
+        calls.clear()
+        tagger.prompted.mixes = False
+        _assert_same_entities(tagger.predict_each(texts, prompts), mixed)
+        assert len(calls) == 3
+
+
+def _assert_same_entities(a: list, b: list, atol: float = 1e-5) -> None:
+    for got, want in zip(a, b, strict=True):
+        assert [{**e, "score": 0} for e in got] == [{**e, "score": 0} for e in want]
+        assert np.allclose([e["score"] for e in got], [e["score"] for e in want], atol=atol)
+
+
 @pytest.mark.parametrize(
     ("prompt", "needle"),
     [

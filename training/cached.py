@@ -68,36 +68,49 @@ def head_states(base: Any, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 def text_states(base: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keys: torch.Tensor,
                 values: torch.Tensor, text_type: int, shapes: WordShapes | None = None,
-                word_shape: torch.Tensor | None = None) -> torch.Tensor:
+                word_shape: torch.Tensor | None = None, prompt_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Last hidden states of text tokens that attend to a head's cached keys/values and to each other.
 
-    The text keeps the positions it has in the full window (after the head) and segment ``text_type``.
+    ``keys``/``values``: one head's, ``[layers, heads, head_len, head_dim]``, or one head per text row,
+    ``[rows, layers, heads, head_len, head_dim]`` (rows: 1 or the batch), heads of different lengths
+    padded to the longest and ``prompt_mask`` ``[rows, head_len]`` (1: a real head token) saying where.
+    The text keeps the positions it has in the full window (after its own head) and segment ``text_type``.
     A model with casing (``shapes``) adds its word-shape vectors to the tokens' word embeddings, before
     the embedding LayerNorm.
     """
     b, t = input_ids.shape
-    head = keys.shape[2]
+    per_row = keys.dim() == 5
+    head = keys.shape[-2]
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    positions = (torch.arange(t, device=input_ids.device) + head).unsqueeze(0).expand(b, t)
+    steps = torch.arange(t, device=input_ids.device)
+    if prompt_mask is None:
+        positions = (steps + head).unsqueeze(0).expand(b, t)
+    else:  # each row's text continues after its own head
+        positions = (steps.unsqueeze(0) + prompt_mask.sum(dim=1, keepdim=True)).expand(b, t)
     segments = torch.full_like(input_ids, text_type)
     if shapes is None:
         h = base.embeddings(input_ids=input_ids, token_type_ids=segments, position_ids=positions)
     else:
         h = base.embeddings(inputs_embeds=base.embeddings.word_embeddings(input_ids) + shapes(word_shape),
                             token_type_ids=segments, position_ids=positions)
-    # The head is never masked: only the text's keys take the additive mask.
-    additive = ((1.0 - attention_mask.to(h.dtype)) * torch.finfo(h.dtype).min)[:, None, None, :]
+    low = torch.finfo(h.dtype).min
+    additive = ((1.0 - attention_mask.to(h.dtype)) * low)[:, None, None, :]
+    # A single head is never masked; padded per-row heads mask their padding.
+    head_additive = None if prompt_mask is None else ((1.0 - prompt_mask.to(h.dtype)) * low)[:, None, None, :]
     for i, layer in enumerate(base.encoder.layer):
         sa = layer.attention.self
         q = _heads(sa.query(h), layer) / math.sqrt(sa.attention_head_size)
         # Scores against the head's keys and the text's, side by side. The head's keys and values
         # broadcast over the batch inside the products rather than being copied for every row and
         # concatenated with the text's (in the exported graph that copy was a per-row cost).
-        scores = torch.cat([q @ keys[i : i + 1].transpose(-1, -2),
-                            q @ _heads(sa.key(h), layer).transpose(-1, -2) + additive], dim=-1)
+        hk, hv = (keys[:, i], values[:, i]) if per_row else (keys[i : i + 1], values[i : i + 1])
+        head_scores = q @ hk.transpose(-1, -2)
+        if head_additive is not None:
+            head_scores = head_scores + head_additive
+        scores = torch.cat([head_scores, q @ _heads(sa.key(h), layer).transpose(-1, -2) + additive], dim=-1)
         probs = sa.dropout(torch.softmax(scores, dim=-1))
-        ctx = probs[..., :head] @ values[i : i + 1] + probs[..., head:] @ _heads(sa.value(h), layer)
+        ctx = probs[..., :head] @ hv + probs[..., head:] @ _heads(sa.value(h), layer)
         ctx = ctx.transpose(1, 2).reshape(b, t, sa.all_head_size)
         attn = layer.attention.output(ctx, h)
         h = layer.output(layer.intermediate(attn), attn)

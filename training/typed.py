@@ -69,10 +69,17 @@ class TypedTagger(nn.Module):
         return keys, values, type_keys, type_bias
 
     def tag(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-            type_keys: torch.Tensor, type_bias: torch.Tensor, word_shape: torch.Tensor | None = None) -> torch.Tensor:
+            type_keys: torch.Tensor, type_bias: torch.Tensor, word_shape: torch.Tensor | None = None,
+            prompt_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of text windows under one prompt's encoding, or under one per row: ``keys``/``values``
+        ``[rows, layers, ...]``, ``type_keys`` ``[rows, labels, hidden]``, ``type_bias`` ``[rows, labels]``
+        and ``prompt_mask`` (see ``text_states``), rows 1 or the batch."""
         h = self.dropout(text_states(self.base, input_ids, attention_mask, keys, values, self.text_type,
-                                     self.word_shapes, word_shape))
-        scores = (self.query(h) @ type_keys.transpose(0, 1)) * self.scale + type_bias
+                                     self.word_shapes, word_shape, prompt_mask))
+        if type_keys.dim() == 2:
+            scores = (self.query(h) @ type_keys.transpose(0, 1)) * self.scale + type_bias
+        else:
+            scores = (self.query(h) @ type_keys.transpose(1, 2)) * self.scale + type_bias.unsqueeze(1)
         return torch.cat([self.outside(h), scores], dim=-1)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_ids: torch.Tensor,
@@ -121,7 +128,7 @@ def torch_backend(model: TypedTagger) -> tuple[Any, Any]:
         with torch.inference_mode():
             t = {k: torch.from_numpy(v).to(device) for k, v in {**enc, **batch}.items() if k != "token_type_ids"}
             return model.tag(t["input_ids"], t["attention_mask"], t["keys"], t["values"], t["type_keys"],
-                             t["type_bias"], t.get("word_shape")).float().cpu().numpy()
+                             t["type_bias"], t.get("word_shape"), t.get("prompt_mask")).float().cpu().numpy()
 
     return encode, tag
 
