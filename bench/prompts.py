@@ -13,6 +13,7 @@ r"""What a request-time prompt costs a types model: prompt length, distinct prom
    /tag request under no prompt (the default), one explicit prompt, and 16 distinct prompts in
    rotation, interleaved; and the latency of a /tag_text whose prompt is new against one whose
    prompt is cached.
+3. In process, texts under one prompt against 16 prompts mixed in the same calls (``Tagger.predict_each``).
 Prints tables, writes JSON.
 """
 
@@ -112,8 +113,39 @@ def in_process(a: argparse.Namespace, sentences: list[tuple[str, ...]]) -> dict[
         name = {"default": "default (types)", "fixed": "fixed-head artifact"}.get(n, f"about {n} tokens")
         enc = f"{r['encode_ms']:.2f}" if r["encode_ms"] is not None else "-"
         print(f"{name:>22}{r['tokens']:>8}{per:>36}{r['vs_shortest']:>13.2f}{enc:>11}")
+    mixed = mixed_prompts(tagger, [" ".join(w) for w in sentences], a.rounds)
     return {"variant": tagger.variant, "providers": tagger.providers, "sentences": len(sentences),
-            "rows": {str(k): v for k, v in rows.items()}, "specs": {str(k): v.to_dict() for k, v in specs.items()}}
+            "rows": {str(k): v for k, v in rows.items()}, "specs": {str(k): v.to_dict() for k, v in specs.items()},
+            "mixed": mixed}
+
+
+def distinct_prompts(default: PromptSpec, n: int = 16) -> list[PromptSpec]:
+    """``n`` prompts alike but for their role: distinct encodings of one length (the service arm's too)."""
+    base = bare_prompt(default)
+    return [dataclasses.replace(base, role=f"You tag names in text number {i}.") for i in range(n)]
+
+
+def mixed_prompts(tagger: Any, texts: list[str], rounds: int) -> dict[str, Any]:
+    """Texts in one call of ``predict_each`` under one prompt against 16 in rotation (a mixed batch),
+    and, for reference, the 16 prompt by prompt (what a backend that cannot mix does)."""
+    prompts = [tagger.prepare(p) for p in distinct_prompts(tagger.prompted.default_spec)]
+    for p in prompts:
+        tagger.prompted.cache.get(p)  # encoded before the clock starts
+    arms = {"1 prompt": [prompts[0]] * len(texts), "16 prompts": [prompts[i % 16] for i in range(len(texts))]}
+    rates: dict[str, list[float]] = {k: [] for k in [*arms, "16 prompts, one by one"]}
+    mixes = tagger.prompted.mixes
+    for r in range(rounds):
+        for name in (list(rates) if r % 2 == 0 else list(rates)[::-1]):
+            tagger.prompted.mixes = name != "16 prompts, one by one"
+            t0 = time.perf_counter()
+            tagger.predict_each(texts, arms.get(name, arms["16 prompts"]))
+            rates[name].append(len(texts) / (time.perf_counter() - t0))
+    tagger.prompted.mixes = mixes
+    base = statistics.mean(rates["1 prompt"])
+    print(f"\nin process, {len(texts)} texts in one predict_each call, texts/s per round")
+    for name, r in rates.items():
+        print(f"{name:>24}{' / '.join(f'{x:.1f}' for x in r):>30}{statistics.mean(r) / base:>8.2f}")
+    return {"texts": len(texts), "rates": rates, "graph_mixes": mixes}
 
 
 def service(a: argparse.Namespace, texts: list[str], default: PromptSpec) -> dict[str, Any]:
@@ -122,7 +154,7 @@ def service(a: argparse.Namespace, texts: list[str], default: PromptSpec) -> dic
     from promptbert.launch import ServedArtifact, post_json
 
     base = bare_prompt(default)  # one explicit prompt
-    distinct = [dataclasses.replace(base, role=f"You tag names in text number {i}.") for i in range(16)]
+    distinct = distinct_prompts(default)
     arms = {"no prompt": None, "1 prompt": [_body(base)], "16 prompts": [_body(p) for p in distinct]}
     clients = [int(c) for c in a.clients.split(",")]
     env = {f"PROMPTBERT_{k}": v for k, v in (("VARIANT", a.variant),)}

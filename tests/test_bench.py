@@ -149,3 +149,15 @@ def test_ab_bench_interleaves_arms_and_adds_context(tiny_artifact, tiny_corpus, 
     arms = json.loads(out.read_text())["arms"]
     assert arms["a"]["context_tokens"] == 0 and arms["ctx"]["context_tokens"] == 8
     assert len(arms["a"]["bulk"]) == len(arms["ctx"]["single"]) == 2 and "| ctx | 8 |" in r.stdout
+
+
+def test_prompts_bench_measures_lengths_and_mixed_prompts(tiny_types_artifact, tiny_corpus, tmp_path):
+    out = tmp_path / "prompts.json"
+    r = run("bench/prompts.py", "--artifact", str(tiny_types_artifact), "--data", str(tiny_corpus), "--split", "test",
+            "--lengths", "20,40", "--rounds", "2", "--variant", "fp32", "--skip-service", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())["in_process"]
+    assert res["rows"]["40"]["tokens"] > res["rows"]["20"]["tokens"] and len(res["rows"]["20"]["rates"]) == 2
+    mixed = res["mixed"]
+    assert mixed["graph_mixes"] and set(mixed["rates"]) == {"1 prompt", "16 prompts", "16 prompts, one by one"}
+    assert all(len(v) == 2 and min(v) > 0 for v in mixed["rates"].values()) and "16 prompts, one by one" in r.stdout
