@@ -80,7 +80,7 @@ class TrainConfig:
     # Word shapes (promptbert/casing.py) added to the text tokens' embeddings: auto (for an uncased tokenizer
     # such as the embedded model's, not for a cased one), always or never; isolated prompt attention only.
     casing: str = "auto"
-    lowercase_rate: float = 0.1  # with casing: share of training sentences shaped as if written in lowercase
+    lowercase_rate: float = 0.3  # with casing: share of training sentences shaped as if written in lowercase
     # Document context (FLERT): up to this many tokens of the neighbouring sentences on each side of a
     # sentence, unlabelled, in training, evaluation and the service's sentence-by-sentence path; 0: none.
     context_tokens: int = 0
