@@ -125,27 +125,32 @@ def distinct_prompts(default: PromptSpec, n: int = 16) -> list[PromptSpec]:
     return [dataclasses.replace(base, role=f"You tag names in text number {i}.") for i in range(n)]
 
 
-def mixed_prompts(tagger: Any, texts: list[str], rounds: int) -> dict[str, Any]:
-    """Texts in one call of ``predict_each`` under one prompt against 16 in rotation (a mixed batch),
-    and, for reference, the 16 prompt by prompt (what a backend that cannot mix does)."""
+def mixed_prompts(tagger: Any, texts: list[str], rounds: int, chunk: int = 8) -> dict[str, Any]:
+    """Texts through ``predict_each`` under one prompt against 16 in rotation mixed in the same calls, and
+    the 16 prompt by prompt (what a backend that cannot mix does): all texts in one call (bulk), and in
+    calls of ``chunk`` texts (what a service batch of small requests is)."""
     prompts = [tagger.prepare(p) for p in distinct_prompts(tagger.prompted.default_spec)]
     for p in prompts:
         tagger.prompted.cache.get(p)  # encoded before the clock starts
-    arms = {"1 prompt": [prompts[0]] * len(texts), "16 prompts": [prompts[i % 16] for i in range(len(texts))]}
-    rates: dict[str, list[float]] = {k: [] for k in [*arms, "16 prompts, one by one"]}
+    one, rotation = [prompts[0]] * len(texts), [prompts[i % 16] for i in range(len(texts))]
+    arms = {"1 prompt": (one, True), "16 prompts, mixed": (rotation, True), "16 prompts, one by one": (rotation, False)}
     mixes = tagger.prompted.mixes
+    rates: dict[str, dict[str, list[float]]] = {mode: {k: [] for k in arms} for mode in ("bulk", f"calls of {chunk}")}
     for r in range(rounds):
-        for name in (list(rates) if r % 2 == 0 else list(rates)[::-1]):
-            tagger.prompted.mixes = name != "16 prompts, one by one"
-            t0 = time.perf_counter()
-            tagger.predict_each(texts, arms.get(name, arms["16 prompts"]))
-            rates[name].append(len(texts) / (time.perf_counter() - t0))
+        for mode, size in (("bulk", len(texts)), (f"calls of {chunk}", chunk)):
+            for name in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
+                given, tagger.prompted.mixes = arms[name]
+                t0 = time.perf_counter()
+                for i in range(0, len(texts), size):
+                    tagger.predict_each(texts[i : i + size], given[i : i + size])
+                rates[mode][name].append(len(texts) / (time.perf_counter() - t0))
     tagger.prompted.mixes = mixes
-    base = statistics.mean(rates["1 prompt"])
-    print(f"\nin process, {len(texts)} texts in one predict_each call, texts/s per round")
-    for name, r in rates.items():
-        print(f"{name:>24}{' / '.join(f'{x:.1f}' for x in r):>30}{statistics.mean(r) / base:>8.2f}")
-    return {"texts": len(texts), "rates": rates, "graph_mixes": mixes}
+    print(f"\nin process, {len(texts)} texts through predict_each, texts/s per round (vs 1 prompt)")
+    for mode, by_arm in rates.items():
+        base = statistics.mean(by_arm["1 prompt"])
+        for name, r in by_arm.items():
+            print(f"{mode:>12}{name:>26}{' / '.join(f'{x:.1f}' for x in r):>24}{statistics.mean(r) / base:>8.2f}")
+    return {"texts": len(texts), "chunk": chunk, "rates": rates, "graph_mixes": mixes}
 
 
 def service(a: argparse.Namespace, texts: list[str], default: PromptSpec) -> dict[str, Any]:

@@ -159,5 +159,8 @@ def test_prompts_bench_measures_lengths_and_mixed_prompts(tiny_types_artifact, t
     res = json.loads(out.read_text())["in_process"]
     assert res["rows"]["40"]["tokens"] > res["rows"]["20"]["tokens"] and len(res["rows"]["20"]["rates"]) == 2
     mixed = res["mixed"]
-    assert mixed["graph_mixes"] and set(mixed["rates"]) == {"1 prompt", "16 prompts", "16 prompts, one by one"}
-    assert all(len(v) == 2 and min(v) > 0 for v in mixed["rates"].values()) and "16 prompts, one by one" in r.stdout
+    assert mixed["graph_mixes"] and set(mixed["rates"]) == {"bulk", "calls of 8"}
+    arms = {"1 prompt", "16 prompts, mixed", "16 prompts, one by one"}
+    assert all(set(by_arm) == arms for by_arm in mixed["rates"].values())
+    assert all(len(v) == 2 and min(v) > 0 for by_arm in mixed["rates"].values() for v in by_arm.values())
+    assert "16 prompts, one by one" in r.stdout
