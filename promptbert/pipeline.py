@@ -77,7 +77,7 @@ class TaggingPipeline:
                     groups: Sequence[int] | None = None) -> list[list[np.ndarray]]:
         """Per sentence, per word: the probability rows of its pieces, taken from the window that owns it.
         ``contexts``: the words around each sentence, for an encoder with ``context_tokens``; ``groups``:
-        a prompt index per sentence, passed to the logits function per row (``typed.PROMPT_GROUP``)."""
+        a prompt index per sentence, passed to the logits function per row (``PROMPT_GROUP``)."""
         windows: list[Window] = []
         owner: list[int] = []
         if contexts is not None and len(contexts) != len(sentences):
