@@ -133,8 +133,9 @@ def mixed_prompts(tagger: Any, texts: list[str], rounds: int, chunk: int = 8) ->
     for p in prompts:
         tagger.prompted.cache.get(p)  # encoded before the clock starts
     one, rotation = [prompts[0]] * len(texts), [prompts[i % 16] for i in range(len(texts))]
-    arms = {"1 prompt": (one, True), "16 prompts, mixed": (rotation, True), "16 prompts, one by one": (rotation, False)}
-    mixes = tagger.prompted.mixes
+    mixes = tagger.prompted.mixes  # a graph with one encoding per call cannot mix: its arm is left out
+    arms = {"1 prompt": (one, mixes), **({"16 prompts, mixed": (rotation, True)} if mixes else {}),
+            "16 prompts, one by one": (rotation, False)}
     rates: dict[str, dict[str, list[float]]] = {mode: {k: [] for k in arms} for mode in ("bulk", f"calls of {chunk}")}
     for r in range(rounds):
         for mode, size in (("bulk", len(texts)), (f"calls of {chunk}", chunk)):

@@ -113,6 +113,54 @@ def test_texts_under_different_prompts_share_model_calls(tiny_types_model, tiny_
         assert len(calls) == 3
 
 
+def test_rows_encoding_pads_prompts_and_types_and_old_graphs_refuse_it():
+    """Per-row encodings: a shorter prompt is masked past its tokens, fewer types score PAD_BIAS past their
+    labels; a graph without prompt_mask takes one encoding per call and says so."""
+    from promptbert.runtime import ort_types_tagger
+    from promptbert.typed import PAD_BIAS, as_rows, rows_encoding
+
+    def enc(tokens: int, labels: int, fill: float) -> dict:
+        return {"keys": np.full((2, 3, tokens, 4), fill, np.float32), "values": np.full((2, 3, tokens, 4), -fill, np.float32),
+                "type_keys": np.full((labels, 5), fill, np.float32), "type_bias": np.full(labels, fill, np.float32)}
+
+    a, b = enc(6, 2, 1.0), enc(3, 4, 2.0)
+    rows = rows_encoding([a, b], np.array([1, 0, 1]))
+    assert rows["keys"].shape == (3, 2, 3, 6, 4) and rows["type_keys"].shape == (3, 4, 5)
+    assert rows["prompt_mask"].tolist() == [[1, 1, 1, 0, 0, 0], [1] * 6, [1, 1, 1, 0, 0, 0]]
+    assert (rows["keys"][0, :, :, :3] == 2.0).all() and (rows["keys"][0, :, :, 3:] == 0).all()
+    assert rows["type_bias"][1].tolist() == [1.0, 1.0, PAD_BIAS, PAD_BIAS] and (rows["type_keys"][1, 2:] == 0).all()
+    one = as_rows(a)
+    assert one["keys"].shape == (1, 2, 3, 6, 4) and one["prompt_mask"].tolist() == [[1] * 6]
+    assert np.shares_memory(one["keys"], a["keys"])  # one prompt: a view, nothing copied
+
+    class Inputs:  # a session whose graph takes one encoding per call (no prompt_mask input)
+        def get_inputs(self):
+            from types import SimpleNamespace
+
+            names = ["input_ids", "attention_mask", "keys", "values", "type_keys", "type_bias"]
+            return [SimpleNamespace(name=n, type="tensor(float)") for n in names]
+
+        def run(self, names, feed):
+            assert "prompt_mask" not in feed and feed["keys"].ndim == 4
+            return [np.zeros((1, 1, 1), np.float32)]
+
+    tag = ort_types_tagger(Inputs())
+    batch = {"input_ids": np.ones((1, 1), np.int64), "attention_mask": np.ones((1, 1), np.int64)}
+    assert not tag.mixes and tag(batch, a).shape == (1, 1, 1)
+    with pytest.raises(ValueError, match="one prompt per call"):
+        tag(batch, rows)
+
+
+def test_predict_each_narrows_every_prompt_to_entity_types(tiny_types_artifact):
+    tagger = Tagger.from_pretrained(tiny_types_artifact, "fp32")
+    texts = [TEXT, "Mary Jones flew to London ."]
+    got = tagger.predict_each(texts, [PLACES, None], entity_types=["LOC"])
+    _assert_same_entities(got, [tagger.predict(t, prompt=p, entity_types=["LOC"]) for t, p in zip(texts, [PLACES, None])])
+    assert all(e["entity_group"] == "LOC" for ents in got for e in ents)
+    with pytest.raises(InputError, match="2 for 1 texts"):
+        tagger.predict_each([TEXT], [None, None])
+
+
 def _assert_same_entities(a: list, b: list, atol: float = 1e-5) -> None:
     for got, want in zip(a, b, strict=True):
         assert [{**e, "score": 0} for e in got] == [{**e, "score": 0} for e in want]
