@@ -256,10 +256,7 @@ class PromptBertNER:
     def _by_prompt(self, texts: list[str], *options: Any) -> list[list[EntityDict]]:
         """Texts each under its own request's prompt (a batch may merge requests with different ones): a
         types model tags them in shared calls, every row fed its own prompt's encoding."""
-        prompts = [getattr(t, "prompt", None) for t in texts]
-        if self.tagger.prompted is None or all(p is None for p in prompts):
-            return self.tagger.predict(texts, *options)
-        return self.tagger.predict_each(texts, prompts, *options)
+        return self.tagger.predict_each(texts, [getattr(t, "prompt", None) for t in texts], *options)
 
     @bentoml.api
     def metadata(self) -> Annotated[dict[str, Any], JSON]:

@@ -171,10 +171,10 @@ class Tagger:
         Texts of different prompts share model calls, so mixing prompts costs what one prompt costs."""
         if len(prompts) != len(texts):
             raise InputError(f"prompts: {len(prompts)} for {len(texts)} texts")
-        if self.prompted is None:
-            if any(p is not None for p in prompts):
-                raise InputError(FIXED_HEAD)
+        if all(p is None for p in prompts):  # this tagger's own prompt (a fixed head: its labels) for every text
             return self.predict(list(texts), aggregation_strategy, min_score, entity_types)
+        if self.prompted is None:
+            raise InputError(FIXED_HEAD)
         prepared = [self.prepare(p, entity_types) if p is not None or entity_types is not None else self.prompt
                     for p in prompts]
         return self.prompted.entities(list(texts), prepared, aggregation_strategy or self.default_aggregation, min_score)

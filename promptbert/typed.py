@@ -414,15 +414,18 @@ class PromptedModel:
 
     def pipeline(self, prompt: PreparedPrompt | None = None) -> Any:
         """The TaggingPipeline of one prompt (the default when None); its encoding comes from the cache."""
-        import copy
-
         prompt = prompt or self.default
         encoding = self.cache.get(prompt)
-        view = copy.copy(self.base)
-        view.labels = prompt.labels
-        view.logits_fn = lambda batch: self.tag(batch, encoding)
-        return view
+        return self._view(lambda batch: self.tag(batch, encoding), prompt.labels)
 
+    def _view(self, logits_fn: Callable[[dict[str, np.ndarray]], np.ndarray], labels: LabelMap) -> Any:
+        """The shared pipeline with its own logits function and labels (no copy of anything it holds)."""
+        import copy
+
+        view = copy.copy(self.base)
+        view.labels = labels
+        view.logits_fn = logits_fn
+        return view
 
     def entities(self, texts: Sequence[str], prompts: Sequence[PreparedPrompt | None], strategy: str = "first",
                  min_score: float = 0.0) -> list[list[dict[str, Any]]]:
@@ -444,8 +447,6 @@ class PromptedModel:
                 for i, ents in zip(idx, self.pipeline(prompt).entities([texts[i] for i in idx], strategy, min_score)):
                     out[i] = ents
             return out
-        import copy
-
         encodings = [self.cache.get(p) for p in distinct]
 
         def logits(batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -454,8 +455,7 @@ class PromptedModel:
                 return self.tag(batch, encodings[int(used[0])])
             return self.tag(batch, rows_encoding([encodings[int(u)] for u in used], rows))
 
-        view = copy.copy(self.base)
-        view.logits_fn = logits
+        view = self._view(logits, self.default.labels)
         return view.entities(texts, strategy, min_score, groups=groups, group_labels=[p.labels for p in distinct])
 
 
