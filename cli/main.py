@@ -184,6 +184,31 @@ def _sizes(text: str) -> list[int]:
         raise ConfigError(f"--train-sizes: expected numbers or 'all', got {text!r}") from None
 
 
+def _check_against(a: argparse.Namespace) -> int:
+    """render/lint --model: the prompt as that model would take it from a request, checked by the same code that
+    answers a client's bad prompt with a 400 (an InputError here: exit 2)."""
+    from promptbert import Tagger
+    from promptbert.errors import InputError
+    from promptbert.prompt import PromptSpec
+
+    if a.types:
+        raise InputError("--types: with --model the prompt's own labels are the types (a types model takes any)")
+    spec = PromptSpec.from_yaml(a.file)
+    tagger = Tagger.from_pretrained(a.model)
+    prepared = tagger.prepare(spec)
+    limits = tagger.prompted.limits  # type: ignore[union-attr]
+    print(prepared.text)
+    print(f"--- {prepared.tokens} tokens, {len(prepared.types)} types ({a.model} takes up to "
+          f"{limits.max_prompt_tokens} tokens and {limits.max_types} types)")
+    if a.action == "render":
+        return 0
+    problems = spec.empty_parts()
+    for p in problems:
+        print(f"problem: {p}")
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def cmd_prompts(a: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -191,6 +216,8 @@ def cmd_prompts(a: argparse.Namespace) -> int:
         return _obey(a)
     from promptbert.training import prompt_lab as lab
 
+    if a.action in ("render", "lint") and a.model:
+        return _check_against(a)
     if a.action in ("render", "lint"):
         types = tuple(t.strip() for t in a.types.split(",") if t.strip()) if a.types else ()
         tok = lab.tokenizer_for(a.base_model)
@@ -324,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--types", help="comma list of entity types (default: the prompt's own labels, else PER,ORG,LOC,MISC)")
         q.add_argument("--base-model", default="embedded", help="whose tokenizer counts the tokens")
         q.add_argument("--max-length", type=int, default=192)
+        q.add_argument("--model", help="a types model or artifact: check the prompt as that model takes it in a request "
+                       "(its tokenizer, its limits)")
         q.set_defaults(func=cmd_prompts)
     ob = psub.add_parser("obey", help="types models: F1 under prompts naming a random half of the types, against "
                          "the full prompt, and entities of unnamed types returned (should be none)")

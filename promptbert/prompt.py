@@ -76,6 +76,15 @@ class PromptSpec:
     def to_dict(self) -> dict[str, Any]:
         return cfg.to_dict(self)
 
+    def empty_parts(self) -> list[str]:
+        """The optional parts left empty: worth a lint warning (a model reads them), not an error."""
+        problems = []
+        if not self.requirements:
+            problems.append("empty part: requirements")
+        if self.details == PromptDetails():
+            problems.append("empty part: details (steps, examples, tips)")
+        return problems
+
 
 def describe_labels(entity_types: tuple[str, ...] | list[str], descriptions: dict[str, str]) -> str:
     """``PER (people), ORG (organisations)`` -- the text that replaces {labels}."""

@@ -380,3 +380,21 @@ def test_a_repeated_request_prompt_is_prepared_once(tiny_types_artifact):
     for _ in range(2):  # a bad prompt is refused every time, never remembered
         with pytest.raises(InputError, match="prompt.labels"):
             tagger.prepare(bad)
+
+
+def test_lint_against_a_model_checks_the_prompt_as_a_request(tiny_types_artifact, tiny_artifact, tmp_path, capsys):
+    from promptbert.cli.main import main
+
+    places = tmp_path / "places.yaml"
+    places.write_text("role: you tag names\ntask: find {labels}\nlabels: {LOC: place, city: towns}\n", encoding="utf-8")
+    assert main(["prompts", "render", str(places), "--model", str(tiny_types_artifact)]) == 0
+    out = capsys.readouterr().out
+    assert "LOC (place)" in out and "2 types" in out and "takes up to 461 tokens" in out
+    assert main(["prompts", "lint", str(places), "--model", str(tiny_types_artifact)]) == 1
+    assert "empty part: requirements" in capsys.readouterr().out
+    long = tmp_path / "long.yaml"
+    long.write_text("role: " + "r " * 600 + "\ntask: t\nlabels: {A: x}\n", encoding="utf-8")
+    assert main(["prompts", "lint", str(long), "--model", str(tiny_types_artifact)]) == 2
+    assert "tokens, more than the 461" in capsys.readouterr().err
+    assert main(["prompts", "render", str(places), "--model", str(tiny_artifact)]) == 2
+    assert "fixed label set" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from promptbert.data import load_split
 from promptbert.encoding import load_tokenizer
 from promptbert.errors import ConfigError
 from promptbert.manifest import now, write_json
-from promptbert.prompt import MIN_TEXT_TOKENS, LABELS_PLACEHOLDER, PromptDetails, PromptSpec, render, resolve
+from promptbert.prompt import MIN_TEXT_TOKENS, LABELS_PLACEHOLDER, PromptSpec, render, resolve
 
 from .config import TrainConfig
 from .train import resolve_base_model
@@ -199,11 +199,7 @@ def lint(path: str, entity_types: tuple[str, ...], max_length: int, tokenizer: A
     extra = [t for t in spec.labels if t not in entity_types]
     if extra:
         problems.append(f"label descriptions for types the model does not have: {', '.join(extra)}")
-    if not spec.requirements:
-        problems.append("empty part: requirements")
-    if spec.details == PromptDetails():
-        problems.append("empty part: details (steps, examples, tips)")
-    return problems, text, n
+    return problems + spec.empty_parts(), text, n
 
 
 # ---- optimize ----------------------------------------------------------------------------------
