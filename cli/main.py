@@ -185,24 +185,24 @@ def _sizes(text: str) -> list[int]:
 
 
 def _check_against(a: argparse.Namespace) -> int:
-    """render/lint --model: the prompt as that model would take it from a request, checked by the same code that
-    answers a client's bad prompt with a 400 (an InputError here: exit 2)."""
-    from promptbert import Tagger
+    """render/lint --model: the prompt file read as a request's prompt and checked by the code that answers a client's
+    bad prompt with a 400 (an InputError here: exit 2), with that model's tokenizer and limits."""
+    from promptbert.config import read_yaml
     from promptbert.errors import InputError
-    from promptbert.prompt import PromptSpec
+    from promptbert.tagger import FIXED_HEAD, Tagger
 
-    if a.types:
-        raise InputError("--types: with --model the prompt's own labels are the types (a types model takes any)")
-    spec = PromptSpec.from_yaml(a.file)
+    data = read_yaml(a.file)
     tagger = Tagger.from_pretrained(a.model)
-    prepared = tagger.prepare(spec)
-    limits = tagger.prompted.limits  # type: ignore[union-attr]
+    if tagger.prompted is None:
+        raise InputError(f"--model {a.model}: {FIXED_HEAD}")
+    prepared = tagger.prepare(data, _types(a.types))
+    limits = tagger.prompted.limits
     print(prepared.text)
     print(f"--- {prepared.tokens} tokens, {len(prepared.types)} types ({a.model} takes up to "
           f"{limits.max_prompt_tokens} tokens and {limits.max_types} types)")
     if a.action == "render":
         return 0
-    problems = spec.empty_parts()
+    problems = prepared.spec.empty_parts()
     for p in problems:
         print(f"problem: {p}")
     print("ok" if not problems else f"{len(problems)} problem(s)")
@@ -214,10 +214,10 @@ def cmd_prompts(a: argparse.Namespace) -> int:
 
     if a.action == "obey":
         return _obey(a)
-    from promptbert.training import prompt_lab as lab
-
     if a.action in ("render", "lint") and a.model:
         return _check_against(a)
+    from promptbert.training import prompt_lab as lab
+
     if a.action in ("render", "lint"):
         types = tuple(t.strip() for t in a.types.split(",") if t.strip()) if a.types else ()
         tok = lab.tokenizer_for(a.base_model)
@@ -348,9 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
                            ("lint", "flag problems: too long, labels not mentioned, empty parts (exit 1 if any)")):
         q = psub.add_parser(name, help=helptext)
         q.add_argument("file")
-        q.add_argument("--types", help="comma list of entity types (default: the prompt's own labels, else PER,ORG,LOC,MISC)")
-        q.add_argument("--base-model", default="embedded", help="whose tokenizer counts the tokens")
-        q.add_argument("--max-length", type=int, default=192)
+        q.add_argument("--types", help="comma list of entity types (default: the prompt's own labels, else PER,ORG,LOC,MISC; "
+                       "with --model: the prompt narrowed to these, as a request's entity_types)")
+        q.add_argument("--base-model", default="embedded", help="whose tokenizer counts the tokens (not with --model)")
+        q.add_argument("--max-length", type=int, default=192, help="a fixed-head model's window (not with --model)")
         q.add_argument("--model", help="a types model or artifact: check the prompt as that model takes it in a request "
                        "(its tokenizer, its limits)")
         q.set_defaults(func=cmd_prompts)

@@ -73,6 +73,20 @@ def test_lowercase_rate_shapes_training_sentences_as_lowercase(tiny_base):
     assert 25 < sum(s is not None for s in some) < 75 and some == lowercase_shapes(sents, enc, 0.25, 1)
 
 
+def test_lowercase_copies_keep_every_sentence_in_its_own_case(tiny_base):
+    from promptbert.data import Sentence
+    from promptbert.training.train import lowercase_shapes, with_lowercase
+
+    tok, specials = load_tokenizer(tiny_base)
+    enc = PromptEncoder(tok, "tag names", 64, 8, specials, casing=CASING_SCHEME)
+    sents = [Sentence((f"John{i}", "met", "IBM"), ("B-PER", "O", "B-ORG")) for i in range(100)]
+    shapes = lowercase_shapes(sents, enc, 0.3, 1)
+    lowered = [s for s, shape in zip(sents, shapes) if shape is not None]
+    assert with_lowercase(sents, shapes, copies=False) == (sents, shapes)
+    both, both_shapes = with_lowercase(sents, shapes, copies=True)
+    assert both == sents + lowered and both_shapes == [None] * 100 + [[CASELESS] * 3] * len(lowered)
+
+
 def test_casing_config_is_checked(tiny_base, tiny_corpus, tiny_prompt, tmp_path):
     from .conftest import tiny_train_config
 

@@ -387,14 +387,23 @@ def test_lint_against_a_model_checks_the_prompt_as_a_request(tiny_types_artifact
 
     places = tmp_path / "places.yaml"
     places.write_text("role: you tag names\ntask: find {labels}\nlabels: {LOC: place, city: towns}\n", encoding="utf-8")
+    tokens = Tagger.from_pretrained(tiny_types_artifact, "fp32").prepare(PromptSpec.from_yaml(places)).tokens
     assert main(["prompts", "render", str(places), "--model", str(tiny_types_artifact)]) == 0
     out = capsys.readouterr().out
-    assert "LOC (place)" in out and "2 types" in out and "takes up to 461 tokens" in out
-    assert main(["prompts", "lint", str(places), "--model", str(tiny_types_artifact)]) == 1
-    assert "empty part: requirements" in capsys.readouterr().out
+    assert "LOC (place)" in out and f"--- {tokens} tokens, 2 types" in out and "takes up to 461 tokens" in out
+    assert main(["prompts", "lint", str(places), "--model", str(tiny_types_artifact), "--types", "city"]) == 1
+    out = capsys.readouterr().out
+    assert "1 types" in out and "LOC (place)" not in out and "empty part: requirements" in out
+    clean = tmp_path / "clean.yaml"
+    clean.write_text("role: r\ntask: find {labels}\nrequirements: [whole names]\ndetails: {tips: [t]}\n"
+                     "labels: {LOC: place}\n", encoding="utf-8")
+    assert main(["prompts", "lint", str(clean), "--model", str(tiny_types_artifact)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("ok")
     long = tmp_path / "long.yaml"
     long.write_text("role: " + "r " * 600 + "\ntask: t\nlabels: {A: x}\n", encoding="utf-8")
     assert main(["prompts", "lint", str(long), "--model", str(tiny_types_artifact)]) == 2
-    assert "tokens, more than the 461" in capsys.readouterr().err
+    assert "prompt: renders to" in capsys.readouterr().err  # the service's 400 message
+    assert main(["prompts", "lint", str(places), "--model", str(tiny_types_artifact), "--types", "PER"]) == 2
+    assert "unknown type 'PER'" in capsys.readouterr().err
     assert main(["prompts", "render", str(places), "--model", str(tiny_artifact)]) == 2
     assert "fixed label set" in capsys.readouterr().err

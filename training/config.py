@@ -81,6 +81,9 @@ class TrainConfig:
     # such as the embedded model's, not for a cased one), always or never; isolated prompt attention only.
     casing: str = "auto"
     lowercase_rate: float = 0.3  # with casing: share of training sentences shaped as if written in lowercase
+    # with casing: those sentences are trained lowercase in addition to their own case (more steps an epoch),
+    # not instead of it, so that cased text keeps all its examples
+    lowercase_copies: bool = False
     # Document context (FLERT): up to this many tokens of the neighbouring sentences on each side of a
     # sentence, unlabelled, in training, evaluation and the service's sentence-by-sentence path; 0: none.
     context_tokens: int = 0

@@ -136,6 +136,16 @@ def lowercase_shapes(sentences: list[D.Sentence], encoder: PromptEncoder, rate: 
     return [shape_ids([w.lower() for w in s.words]) if rng.random() < rate else None for s in sentences]
 
 
+def with_lowercase(sentences: list[D.Sentence], shapes: list[list[int] | None], copies: bool
+                   ) -> tuple[list[D.Sentence], list[list[int] | None]]:
+    """The training sentences and their shapes: those shaped lowercase in place of their own case, or (``copies``)
+    beside it, so that cased text loses none of its examples to the lowercase ones."""
+    if not copies:
+        return sentences, shapes
+    extra = [i for i, s in enumerate(shapes) if s is not None]
+    return sentences + [sentences[i] for i in extra], [None] * len(sentences) + [shapes[i] for i in extra]
+
+
 def windows_for(sentences: list[D.Sentence], encoder: PromptEncoder, labels: LabelMap, own_only: bool,
                 shapes: list[list[int] | None] | None = None) -> list[Window]:
     """Labelled windows; with ``own_only`` a word is labelled only in the window that owns it (dev).
@@ -400,7 +410,8 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
     prompt = resolve(config.prompt, config.entity_types, tokenizer.backend_tokenizer, config.control_seed)
     encoder = make_encoder(tokenizer, prompt, config)
     train_shapes = lowercase_shapes(train_sents, encoder, config.lowercase_rate, config.seed)
-    train_windows = windows_for(train_sents, encoder, labels, own_only=False, shapes=train_shapes)
+    shaped_sents, train_shapes = with_lowercase(train_sents, train_shapes, config.lowercase_copies)
+    train_windows = windows_for(shaped_sents, encoder, labels, own_only=False, shapes=train_shapes)
     dev_windows = windows_for(dev_sents, encoder, labels, own_only=True)
     device, precision = device_and_precision(config)
     from .cached import tagger_for
