@@ -188,15 +188,11 @@ def _check_against(a: argparse.Namespace) -> int:
     """render/lint --model: the prompt file read as a request's prompt and checked by the code that answers a client's
     bad prompt with a 400 (an InputError here: exit 2), with that model's tokenizer and limits."""
     from promptbert.config import read_yaml
-    from promptbert.errors import InputError
-    from promptbert.tagger import FIXED_HEAD, Tagger
+    from promptbert.tagger import Tagger
 
-    data = read_yaml(a.file)
     tagger = Tagger.from_pretrained(a.model)
-    if tagger.prompted is None:
-        raise InputError(f"--model {a.model}: {FIXED_HEAD}")
-    prepared = tagger.prepare(data, _types(a.types))
-    limits = tagger.prompted.limits
+    prepared = tagger.prepare(read_yaml(a.file), _types(a.types))  # a fixed-head model is refused here, as in a request
+    limits = tagger.prompted.limits  # type: ignore[union-attr]
     print(prepared.text)
     print(f"--- {prepared.tokens} tokens, {len(prepared.types)} types ({a.model} takes up to "
           f"{limits.max_prompt_tokens} tokens and {limits.max_types} types)")

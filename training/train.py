@@ -146,6 +146,14 @@ def with_lowercase(sentences: list[D.Sentence], shapes: list[list[int] | None], 
     return sentences + [sentences[i] for i in extra], [None] * len(sentences) + [shapes[i] for i in extra]
 
 
+def training_sentences(sentences: list[D.Sentence], encoder: PromptEncoder, config: TrainConfig, seed: int
+                       ) -> tuple[list[D.Sentence], list[list[int] | None]]:
+    """What a trainer trains on: the sentences and their shapes, as the config's lowercase_rate and
+    lowercase_copies say (the fixed and the types trainer alike)."""
+    shapes = lowercase_shapes(sentences, encoder, config.lowercase_rate, seed)
+    return with_lowercase(sentences, shapes, config.lowercase_copies)
+
+
 def windows_for(sentences: list[D.Sentence], encoder: PromptEncoder, labels: LabelMap, own_only: bool,
                 shapes: list[list[int] | None] | None = None) -> list[Window]:
     """Labelled windows; with ``own_only`` a word is labelled only in the window that owns it (dev).
@@ -409,8 +417,7 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
     tokenizer, model, base_path = load_base(config, labels)
     prompt = resolve(config.prompt, config.entity_types, tokenizer.backend_tokenizer, config.control_seed)
     encoder = make_encoder(tokenizer, prompt, config)
-    train_shapes = lowercase_shapes(train_sents, encoder, config.lowercase_rate, config.seed)
-    shaped_sents, train_shapes = with_lowercase(train_sents, train_shapes, config.lowercase_copies)
+    shaped_sents, train_shapes = training_sentences(train_sents, encoder, config, config.seed)
     train_windows = windows_for(shaped_sents, encoder, labels, own_only=False, shapes=train_shapes)
     dev_windows = windows_for(dev_sents, encoder, labels, own_only=True)
     device, precision = device_and_precision(config)

@@ -30,7 +30,7 @@ from promptbert.typed import PromptedModel, PromptLimits, prepare
 
 from .cached import check_supported, head_states, text_states, word_shapes_for
 from .config import CorpusConfig, TrainConfig
-from .train import lowercase_shapes, with_lowercase
+from .train import training_sentences
 
 log = logging.getLogger("promptbert.train")
 HEAD_WEIGHTS = "type_head.safetensors"
@@ -209,8 +209,7 @@ def load_corpus(c: CorpusConfig, i: int, config: TrainConfig, encoder: PromptEnc
     l2i = local.label2id
     skip = len(encoder.head_ids)
     rows = []
-    shaped, shapes = with_lowercase(train, lowercase_shapes(train, encoder, config.lowercase_rate, config.seed + i),
-                                    config.lowercase_copies)
+    shaped, shapes = training_sentences(train, encoder, config, config.seed + i)
     for s, shape in zip(shaped, shapes):
         for w in encoder.encode(s.words, [l2i[t] for t in s.tags], shape):
             row = {"input_ids": w.input_ids[skip:], "labels": (w.labels or [])[skip:]}
