@@ -6,8 +6,9 @@ r"""What a request-time prompt costs a types model: prompt length, distinct prom
 1. In process (int8 by default, 1 ORT thread): sentences/s on the split under prompts of about
    ``--lengths`` tokens -- the artifact's default prompt's types and descriptions, shortened to a
    bare role and task or lengthened with worked examples -- and under the default prompt, beside a
-   fixed-head artifact (``--fixed``), interleaved over ``--rounds`` rounds (this machine drifts),
-   each prompt's encoding cached as in serving; and the time to encode each prompt once (what a
+   fixed-head artifact (``--fixed``) and another export of the same model (``--beside``, under the
+   same prompts), interleaved over ``--rounds`` rounds (this machine drifts), each prompt's
+   encoding cached as in serving; and the time to encode each prompt once (what a
    request bringing a new prompt adds).
 2. Through the service (a real ``bentoml serve``): closed-loop clients sending one sentence per
    /tag request under no prompt (the default), one explicit prompt, and 16 distinct prompts in
@@ -93,6 +94,11 @@ def in_process(a: argparse.Namespace, sentences: list[tuple[str, ...]]) -> dict[
     if a.fixed:  # a fixed-head artifact (prompt baked into the graph) beside it: what a types model costs
         views["fixed"] = Tagger.from_pretrained(a.fixed, a.variant, "cpu", threads=a.threads or None)
         rows["fixed"] = {"tokens": views["fixed"].config.prompt.tokens, "encode_ms": None, "rates": []}
+    if a.beside:  # another export of a types model (e.g. other quantization), under the same prompts
+        other = Tagger.from_pretrained(a.beside, a.variant, "cpu", threads=a.threads or None)
+        for n, spec in specs.items():
+            views[f"{n}b"] = other.under(spec)
+            rows[f"{n}b"] = {"tokens": other.prepare(spec).tokens, "encode_ms": None, "rates": []}
     for v in views.values():
         v.word_tags(sentences[:32])  # warm
     arms = list(views)
@@ -101,16 +107,18 @@ def in_process(a: argparse.Namespace, sentences: list[tuple[str, ...]]) -> dict[
             t0 = time.perf_counter()
             views[n].word_tags(sentences)
             rows[n]["rates"].append(len(sentences) / (time.perf_counter() - t0))
-    base = statistics.mean(rows[lengths[0]]["rates"])
     for n in arms:
         rows[n]["sentences_per_s"] = statistics.mean(rows[n]["rates"])
-        rows[n]["vs_shortest"] = rows[n]["sentences_per_s"] / base
+    for n in arms:  # the --beside artifact against its own shortest prompt
+        shortest = f"{lengths[0]}b" if str(n).endswith("b") else lengths[0]
+        rows[n]["vs_shortest"] = rows[n]["sentences_per_s"] / rows[shortest]["sentences_per_s"]
     print(f"\nin process, {tagger.variant} on {tagger.providers}, {len(sentences)} sentences, {a.rounds} rounds interleaved")
     print(f"{'prompt':>22}{'tokens':>8}{'sentences/s (per round)':>36}{'vs shortest':>13}{'encode ms':>11}")
     for n in arms:
         r = rows[n]
         per = " / ".join(f"{x:.1f}" for x in r["rates"])
-        name = {"default": "default (types)", "fixed": "fixed-head artifact"}.get(n, f"about {n} tokens")
+        name = {"default": "default (types)", "fixed": "fixed-head artifact"}.get(
+            n, f"beside, about {n[:-1]} tokens" if str(n).endswith("b") else f"about {n} tokens")
         enc = f"{r['encode_ms']:.2f}" if r["encode_ms"] is not None else "-"
         print(f"{name:>22}{r['tokens']:>8}{per:>36}{r['vs_shortest']:>13.2f}{enc:>11}")
     mixed = mixed_prompts(tagger, [" ".join(w) for w in sentences], a.rounds)
@@ -219,6 +227,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--lengths", default="20,64,128,256")
     p.add_argument("--fixed", help="a fixed-head artifact to run beside it in process (same data, variant, threads)")
+    p.add_argument("--beside", help="another export of the same types model, run under the same prompts in process")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--clients", default="8,32")
     p.add_argument("--service-limit", type=int, default=1000, help="sentences per service run")

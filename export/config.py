@@ -22,10 +22,16 @@ class QuantCandidate:
     # "raw": quantize the plain export; "fused": quantize the ORT-optimized graph (fused GELU and
     # LayerNorm; only weight MatMuls get quantized there, the attention products stay fp32).
     graph: str = "raw"
+    # fused graph: also quantize the attention products (MatMuls of two activations: queries by keys,
+    # probabilities by values), a types model's cached prompt keys and values included. The raw graph's
+    # quantizer (Optimum) always does.
+    products: bool = False
 
     def __post_init__(self) -> None:
         if self.graph not in ("raw", "fused"):
             raise ConfigError(f"quant_ladder: graph must be 'raw' or 'fused', got {self.graph!r}")
+        if self.products and self.graph != "fused":
+            raise ConfigError("quant_ladder: products applies to graph: fused (a raw graph's are always quantized)")
 
 
 # Tried in order until one passes the int8 gate: fastest first, more fp32 later.

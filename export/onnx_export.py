@@ -249,12 +249,13 @@ def _quantize(onnx_dir: Path, out: Path, qconfig: Any) -> Path:
     return out / "model_quantized.onnx"
 
 
-def quantize_fused(fused: Path, out: Path, qconfig: Any) -> Path:
+def quantize_fused(fused: Path, out: Path, qconfig: Any, products: bool = False) -> Path:
     """Dynamic int8 of an ORT-optimized graph, with the settings of Optimum's config.
 
     ORTQuantizer fails on fused graphs in this version (onnx shape inference cannot type
     the outputs of com.microsoft ops: "Unable to find data type for weight_name"); ORT's
-    own quantize_dynamic takes ``DefaultTensorType`` for exactly that case.
+    own quantize_dynamic takes ``DefaultTensorType`` for exactly that case. ``products``: the MatMuls of
+    two activations too (quantize_dynamic leaves them fp32 by default).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -268,7 +269,8 @@ def quantize_fused(fused: Path, out: Path, qconfig: Any) -> Path:
                          op_types_to_quantize=ops, nodes_to_exclude=list(qconfig.nodes_to_exclude),
                          extra_options={"WeightSymmetric": qconfig.weights_symmetric,
                                         "ActivationSymmetric": qconfig.activations_symmetric,
-                                        "DefaultTensorType": onnx.TensorProto.FLOAT})
+                                        "DefaultTensorType": onnx.TensorProto.FLOAT,
+                                        "MatMulConstBOnly": not products})
     from optimum.onnxruntime.configuration import ORTConfig
 
     ORTConfig(quantization=qconfig).save_pretrained(out)  # the same ort_config.json ORTQuantizer writes
@@ -510,7 +512,7 @@ def build_int8(ctx: Context, raw: Path, ref: Fp32Report, report: Report) -> Vari
         if cand.graph == "fused":
             fused = _fused(ctx)
             qconf = quant_config(cand, ctx.isa, fused)
-            qpath = quantize_fused(fused, ctx.work / f"q-{cand.name}", qconf)
+            qpath = quantize_fused(fused, ctx.work / f"q-{cand.name}", qconf, cand.products)
         else:
             qconf = quant_config(cand, ctx.isa, raw)
             qpath = _quantize(ctx.work / "onnx", ctx.work / f"q-{cand.name}", qconf)
@@ -541,6 +543,7 @@ def build_int8(ctx: Context, raw: Path, ref: Fp32Report, report: Report) -> Vari
               "max_drop_points": config.max_int8_f1_drop, "passed": passed, "candidates": tried}
     info = {"passed": passed, "isa": ctx.isa, "candidate": cand.name, "ops": count_ops(qpath),
             "quantization": {"is_static": False, "per_channel": cand.per_channel, "graph": cand.graph,
+                             "products": cand.products,
                              "operators": list(cand.operators), "excluded_nodes": list(qconf.nodes_to_exclude)}}
     return VariantReport("int8", qpath, info, "int8_vs_fp32", parity, metrics)
 

@@ -407,3 +407,28 @@ def test_lint_against_a_model_checks_the_prompt_as_a_request(tiny_types_artifact
     assert "unknown type 'PER'" in capsys.readouterr().err
     assert main(["prompts", "render", str(places), "--model", str(tiny_artifact)]) == 2
     assert "fixed label set" in capsys.readouterr().err
+
+
+def test_int8_of_the_attention_products_quantizes_the_prompt_s_too(tiny_types_model, tiny_types_artifact, tmp_path):
+    """A ladder rung with ``products`` quantizes the MatMuls of two activations (queries by the cached prompt keys,
+    probabilities by its values, and the text's own) beside the weights, and the graph still obeys each prompt."""
+    from promptbert.errors import ConfigError
+    from promptbert.export.config import ExportConfig, QuantCandidate
+    from promptbert.export.onnx_export import count_ops, export
+
+    with pytest.raises(ConfigError, match="products applies to graph: fused"):
+        QuantCandidate("raw-products", products=True)
+    rung = QuantCandidate("fused-products", graph="fused", products=True)
+    out = tmp_path / "products"
+    export(tiny_types_model, out, ExportConfig(variants=("int8",), quant_ladder=(rung,), allow_degraded=True))
+    manifest = json.loads((out / C.MANIFEST).read_text())
+    assert manifest["variants"]["int8"]["quantization"]["products"] is True
+    layers = json.loads((out / "config.json").read_text())["num_hidden_layers"]
+    integer = lambda ops: ops.get("MatMulInteger", 0)  # noqa: E731  (weights go to DynamicQuantizeMatMul)
+    with_products = integer(count_ops(out / C.VARIANT_FILES["int8"]))
+    # per layer: queries by the prompt's keys and by the text's, probabilities by each one's values; and the
+    # words' scores against the type vectors
+    assert with_products - integer(count_ops(tiny_types_artifact / C.VARIANT_FILES["int8"])) == 4 * layers + 1
+    tagger = Tagger.from_pretrained(out, "int8")
+    assert all(e["entity_group"] == "team" for e in tagger.predict(TEXT, prompt=TEAM, min_score=0.0))
+    assert tagger.under(TEAM).piece_probs([TEXT.split()])[0][0].shape[-1] == 3
