@@ -20,10 +20,11 @@ class QuantCandidate:
     # Substrings of node names kept in fp32 (e.g. the classifier head).
     exclude: tuple[str, ...] = ("classifier",)
     # "raw": quantize the plain export; "fused": quantize the ORT-optimized graph (fused GELU and
-    # LayerNorm; only weight MatMuls get quantized there, the attention products stay fp32).
+    # LayerNorm; only weight MatMuls get quantized there unless ``products``).
     graph: str = "raw"
     # fused graph: also quantize the attention products (MatMuls of two activations: queries by keys,
-    # probabilities by values), a types model's cached prompt keys and values included. The raw graph's
+    # probabilities by values; a types model's words by its type vectors), the cached prompt keys and
+    # values included. The raw graph's
     # quantizer (Optimum) always does.
     products: bool = False
 
