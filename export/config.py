@@ -24,8 +24,7 @@ class QuantCandidate:
     graph: str = "raw"
     # fused graph: also quantize the attention products (MatMuls of two activations: queries by keys,
     # probabilities by values; a types model's words by its type vectors), the cached prompt keys and
-    # values included. The raw graph's
-    # quantizer (Optimum) always does.
+    # values included. The raw graph's quantizer (Optimum) always does.
     products: bool = False
 
     def __post_init__(self) -> None:
