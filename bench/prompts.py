@@ -80,25 +80,27 @@ def in_process(a: argparse.Namespace, sentences: list[tuple[str, ...]]) -> dict[
     default = tagger.prompted.default_spec
     lengths = [int(x) for x in a.lengths.split(",")]
     specs = {n: prompt_of_length(default, n, count) for n in lengths}
-    rows: dict[int, dict[str, Any]] = {}
+    rows: dict[Any, dict[str, Any]] = {}
     for n, spec in specs.items():
         prepared = tagger.prepare(spec)
         t0 = time.perf_counter()
         for _ in range(5):  # encode cost: the prompt encoder alone, mean of 5
             tagger.prompted.cache.encode(np.asarray([prepared.head_ids]), prepared.type_mask)
         encode_ms = (time.perf_counter() - t0) / 5 * 1000
-        rows[n] = {"tokens": prepared.tokens, "encode_ms": encode_ms, "rates": []}
+        rows[n] = {"name": f"about {n} tokens", "tokens": prepared.tokens, "encode_ms": encode_ms, "rates": []}
     views: dict[Any, Any] = {n: tagger.under(spec) for n, spec in specs.items()}
     views["default"] = tagger  # the artifact's own prompt, pre-encoded: a request without a prompt
-    rows["default"] = {"tokens": tagger.config.prompt.tokens, "encode_ms": None, "rates": []}
+    rows["default"] = {"name": "default (types)", "tokens": tagger.config.prompt.tokens, "encode_ms": None, "rates": []}
     if a.fixed:  # a fixed-head artifact (prompt baked into the graph) beside it: what a types model costs
         views["fixed"] = Tagger.from_pretrained(a.fixed, a.variant, "cpu", threads=a.threads or None)
-        rows["fixed"] = {"tokens": views["fixed"].config.prompt.tokens, "encode_ms": None, "rates": []}
+        rows["fixed"] = {"name": "fixed-head artifact", "tokens": views["fixed"].config.prompt.tokens,
+                         "encode_ms": None, "rates": []}
     if a.beside:  # another export of a types model (e.g. other quantization), under the same prompts
         other = Tagger.from_pretrained(a.beside, a.variant, "cpu", threads=a.threads or None)
-        for n, spec in specs.items():
-            views[f"{n}b"] = other.under(spec)
-            rows[f"{n}b"] = {"tokens": other.prepare(spec).tokens, "encode_ms": None, "rates": []}
+        for n, spec in specs.items():  # each against the beside artifact's own shortest prompt
+            views[f"beside {n}"] = other.under(spec)
+            rows[f"beside {n}"] = {"name": f"beside, about {n} tokens", "tokens": other.prepare(spec).tokens,
+                                   "encode_ms": None, "rates": [], "relative_to": f"beside {lengths[0]}"}
     for v in views.values():
         v.word_tags(sentences[:32])  # warm
     arms = list(views)
@@ -109,18 +111,16 @@ def in_process(a: argparse.Namespace, sentences: list[tuple[str, ...]]) -> dict[
             rows[n]["rates"].append(len(sentences) / (time.perf_counter() - t0))
     for n in arms:
         rows[n]["sentences_per_s"] = statistics.mean(rows[n]["rates"])
-    for n in arms:  # the --beside artifact against its own shortest prompt
-        shortest = f"{lengths[0]}b" if str(n).endswith("b") else lengths[0]
-        rows[n]["vs_shortest"] = rows[n]["sentences_per_s"] / rows[shortest]["sentences_per_s"]
+    for n in arms:
+        shortest = rows[rows[n].get("relative_to", lengths[0])]
+        rows[n]["vs_shortest"] = rows[n]["sentences_per_s"] / shortest["sentences_per_s"]
     print(f"\nin process, {tagger.variant} on {tagger.providers}, {len(sentences)} sentences, {a.rounds} rounds interleaved")
     print(f"{'prompt':>22}{'tokens':>8}{'sentences/s (per round)':>36}{'vs shortest':>13}{'encode ms':>11}")
     for n in arms:
         r = rows[n]
         per = " / ".join(f"{x:.1f}" for x in r["rates"])
-        name = {"default": "default (types)", "fixed": "fixed-head artifact"}.get(
-            n, f"beside, about {n[:-1]} tokens" if str(n).endswith("b") else f"about {n} tokens")
         enc = f"{r['encode_ms']:.2f}" if r["encode_ms"] is not None else "-"
-        print(f"{name:>22}{r['tokens']:>8}{per:>36}{r['vs_shortest']:>13.2f}{enc:>11}")
+        print(f"{r['name']:>22}{r['tokens']:>8}{per:>36}{r['vs_shortest']:>13.2f}{enc:>11}")
     mixed = mixed_prompts(tagger, [" ".join(w) for w in sentences], a.rounds)
     return {"variant": tagger.variant, "providers": tagger.providers, "sentences": len(sentences),
             "rows": {str(k): v for k, v in rows.items()}, "specs": {str(k): v.to_dict() for k, v in specs.items()},

@@ -154,10 +154,15 @@ def test_ab_bench_interleaves_arms_and_adds_context(tiny_artifact, tiny_corpus, 
 def test_prompts_bench_measures_lengths_and_mixed_prompts(tiny_types_artifact, tiny_corpus, tmp_path):
     out = tmp_path / "prompts.json"
     r = run("bench/prompts.py", "--artifact", str(tiny_types_artifact), "--data", str(tiny_corpus), "--split", "test",
-            "--lengths", "20,40", "--rounds", "2", "--variant", "fp32", "--skip-service", "--out", str(out))
+            "--lengths", "20,40", "--rounds", "2", "--variant", "fp32", "--skip-service", "--out", str(out),
+            "--beside", str(tiny_types_artifact))
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())["in_process"]
     assert res["rows"]["40"]["tokens"] > res["rows"]["20"]["tokens"] and len(res["rows"]["20"]["rates"]) == 2
+    # The beside export runs the same prompts, each against its own shortest.
+    beside = res["rows"]["beside 40"]
+    assert beside["tokens"] == res["rows"]["40"]["tokens"] and len(beside["rates"]) == 2
+    assert res["rows"]["beside 20"]["vs_shortest"] == 1.0 and "beside, about 40 tokens" in r.stdout
     mixed = res["mixed"]
     assert mixed["graph_mixes"] and set(mixed["rates"]) == {"bulk", "calls of 8"}
     arms = {"1 prompt", "16 prompts, mixed", "16 prompts, one by one"}
