@@ -219,7 +219,9 @@ def cmd_prompts(a: argparse.Namespace) -> int:
         tok = lab.tokenizer_for(a.base_model)
         problems, text, n = lab.lint(a.file, types, a.max_length, tok)
         print(text)
-        print(f"--- {n} tokens (max_length {a.max_length} leaves {a.max_length - n - 3} for the text)")
+        # A types model renders and limits a prompt its own way (a Types: line, max_prompt_tokens): --model shows that.
+        print(f"--- {n} tokens as a fixed-head model takes it (max_length {a.max_length} leaves {a.max_length - n - 3} "
+              f"for the text); for a types model, add --model ART")
         if a.action == "lint":
             for p in problems:
                 print(f"problem: {p}")
