@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from promptbert.config import dump_yaml, load, parse_override
@@ -45,3 +47,13 @@ def test_a_yaml_boolean_for_a_string_says_to_quote_it():
     with pytest.raises(ConfigError, match=r"casing: expected a string, got False \(YAML reads on/off"):
         from_dict(TrainConfig, dict([parse_override("casing=off")]))
     assert from_dict(TrainConfig, dict([parse_override("casing=never")])).casing == "never"
+
+
+@pytest.mark.parametrize("name", ["conll2003", "demo", "multi"])
+def test_shipped_configs_load_with_their_prompts(name):
+    root = Path(__file__).resolve().parents[1]
+    c = load(TrainConfig, root / "configs" / f"{name}.yaml")
+    prompts = [c.prompt, *(corpus.prompt for corpus in c.corpora if corpus.prompt)]
+    assert all((root / p).is_file() for p in prompts), prompts
+    if name == "multi":
+        assert c.head == "types" and [x.label for x in c.corpora] == ["conll2003", "wnut17", "anem", "sec_filings"]
