@@ -169,3 +169,18 @@ def test_prompts_bench_measures_lengths_and_mixed_prompts(tiny_types_artifact, t
     assert all(set(by_arm) == arms for by_arm in mixed["rates"].values())
     assert all(len(v) == 2 and min(v) > 0 for by_arm in mixed["rates"].values() for v in by_arm.values())
     assert "16 prompts, one by one" in r.stdout
+
+
+def test_profile_ops_bench_times_operators_under_two_prompts(tiny_types_artifact, tiny_corpus, tmp_path):
+    out = tmp_path / "ops.json"
+    r = run("bench/profile_ops.py", "--artifact", str(tiny_types_artifact), "--data", str(tiny_corpus), "--split",
+            "test", "--lengths", "20,40", "--variant", "fp32", "--limit", "20", "--rounds", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert rows["40"]["tokens"] > rows["20"]["tokens"]
+    for row in rows.values():  # the attention products show up, and the per-op times add up to the total
+        assert row["ops_ms"].get("MatMul", 0) > 0
+        assert abs(sum(row["ops_ms"].values()) - row["kernel_ms"]) < 1e-6 * max(1.0, row["kernel_ms"])
+    assert "all kernels" in r.stdout and "difference" in r.stdout
+    bad = run("bench/profile_ops.py", "--artifact", str(tmp_path / "missing"), "--data", str(tiny_corpus))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "artifact folder not found" in bad.stderr
