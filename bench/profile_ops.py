@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from prompts import prompt_of_length  # noqa: E402
+from prompts import add_run_args, prompt_of_length  # noqa: E402
 
 from promptbert.data import load_split  # noqa: E402
 from promptbert.errors import PromptBertError  # noqa: E402
@@ -65,13 +65,7 @@ def op_times(profile: Path) -> collections.Counter[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--artifact", required=True, help="a types artifact")
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, default=300, help="first N sentences (0: all)")
-    p.add_argument("--variant", default="int8")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--lengths", default="20,256", help="prompt lengths in tokens (about)")
+    add_run_args(p, 300, "20,256")
     p.add_argument("--rounds", type=int, default=4, help="passes over the sentences per prompt, interleaved")
     p.add_argument("--top", type=int, default=14, help="operator types listed")
     p.add_argument("--out", default="bench/results/profile_ops.json")

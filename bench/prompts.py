@@ -217,15 +217,20 @@ def _body(spec: PromptSpec) -> dict[str, Any]:
     return d
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_run_args(p: argparse.ArgumentParser, limit: int, lengths: str) -> None:
+    """The options every types-model prompt benchmark shares: what runs, on which sentences, under which lengths."""
     p.add_argument("--artifact", required=True, help="a types artifact")
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, default=0, help="first N sentences (0: all)")
+    p.add_argument("--limit", type=int, default=limit, help="first N sentences (0: all)")
     p.add_argument("--variant", default="int8")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--lengths", default="20,64,128,256")
+    p.add_argument("--lengths", default=lengths, help="prompt lengths in tokens (about)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_run_args(p, 0, "20,64,128,256")
     p.add_argument("--fixed", help="a fixed-head artifact to run beside it in process (same data, variant, threads)")
     p.add_argument("--beside", help="another export of the same types model, run under the same prompts in process")
     p.add_argument("--rounds", type=int, default=2)
