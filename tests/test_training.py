@@ -135,3 +135,31 @@ def test_progress_is_one_bar_and_a_line_per_evaluation(tiny_base, tiny_corpus, t
     else:
         assert "\r" not in err and "it/s" not in err
         assert re.findall(r"^step (\d)/2 \((\d+)%\)[^\n]*steps/s, \d+ s left$", out.out, re.M) == [("1", "50"), ("2", "100")]
+
+
+@pytest.mark.parametrize("head", ["fixed", "types"])
+def test_head_learning_rate_moves_the_new_parameters_only(head, tiny_model, tiny_types_model, tiny_corpus, tiny_prompt,
+                                                          tmp_path):
+    """head_learning_rate: the head learns at its own rate while the pretrained encoder keeps learning_rate
+    (here ~0, so the encoder must come out unchanged and the head must not)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from promptbert.training.train import train
+
+    base = tiny_types_model if head == "types" else tiny_model
+    extra = dict(text_tokens=48, max_types=8) if head == "types" else {}
+    out = tmp_path / "tuned"
+    train(tiny_train_config(base, tiny_corpus, tiny_prompt, out, head=head, max_steps=1, learning_rate=1e-12,
+                            head_learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.0, **extra))
+    before, after = load_file(str(base / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    encoder = [k for k in before if "classifier" not in k]
+    assert encoder and set(encoder) <= set(after)
+    for k in encoder:
+        np.testing.assert_allclose(after[k], before[k], atol=1e-6, err_msg=k)
+    if head == "types":
+        from promptbert.training.typed import HEAD_WEIGHTS
+
+        before, after = load_file(str(base / HEAD_WEIGHTS)), load_file(str(out / HEAD_WEIGHTS))
+    moved = [k for k in before if k not in encoder and np.abs(after[k] - before[k]).max() > 1e-4]
+    assert moved, "the head did not learn"

@@ -362,6 +362,26 @@ class TrainerRun:
         }
 
 
+def new_parameter_lr(trainer: Any, body: Any, lr: float) -> None:
+    """Give the parameters trained from scratch (everything outside the pretrained encoder ``body``: the head,
+    the word-shape embedding) their own learning rate; the encoder keeps the run's. A Trainer's documented
+    hook: an optimizer set before ``train()`` is the one it uses, the schedule scales each group."""
+    if lr <= 0:
+        return
+    encoder = {id(p) for p in body.parameters()}
+    decay = set(trainer.get_decay_parameter_names(trainer.model))
+    cls, kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
+    groups = []
+    for new in (False, True):
+        for decays in (True, False):
+            params = [p for n, p in trainer.model.named_parameters()
+                      if p.requires_grad and (id(p) not in encoder) == new and (n in decay) == decays]
+            if params:
+                groups.append({"params": params, "weight_decay": trainer.args.weight_decay if decays else 0.0,
+                               **({"lr": lr} if new else {})})
+    trainer.optimizer = cls(groups, **kwargs)
+
+
 def run_trainer(trainer: Any, config: TrainConfig) -> TrainerRun:
     """Train, with the compact progress display where asked for."""
     if config.progress:
@@ -443,6 +463,7 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
             compute_metrics=seqeval_metrics(labels),
             callbacks=callbacks,
         )
+        new_parameter_lr(trainer, model.base_model, config.head_learning_rate)
         run = run_trainer(trainer, config)
         tokens = sum(len(w.input_ids) - skip for w in train_windows)  # tokens the model really ran on
 
