@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prompts import add_run_args, prompt_of_length  # noqa: E402
 
 from promptbert.data import load_split  # noqa: E402
-from promptbert.errors import PromptBertError  # noqa: E402
+from promptbert.errors import InputError, PromptBertError  # noqa: E402
 from promptbert.manifest import now, versions, write_json  # noqa: E402
 
 
@@ -84,7 +84,9 @@ def main() -> int:
 
 def profile(a: argparse.Namespace) -> dict[int, dict[str, Any]]:
     """Each prompt's row: its tokens, wall and kernel ms, kernel ms per operator type."""
-    sentences = [s.words for s in load_split(a.data, a.split, a.limit or None)]
+    sentences = [s.words for s in load_split(a.data, a.split, a.limit or None) if s.words]
+    if not sentences:
+        raise InputError(f"--data: {a.data} has no sentences in its {a.split} split")
     rows: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}

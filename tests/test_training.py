@@ -163,3 +163,32 @@ def test_head_learning_rate_moves_the_new_parameters_only(head, tiny_model, tiny
         before, after = load_file(str(base / HEAD_WEIGHTS)), load_file(str(out / HEAD_WEIGHTS))
     moved = [k for k in before if k not in encoder and np.abs(after[k] - before[k]).max() > 1e-4]
     assert moved, "the head did not learn"
+
+
+def test_head_learning_rate_groups_every_parameter_once(tiny_base, tmp_path):
+    """Every trainable parameter is in one optimizer group; weight decay keeps the Trainer's split (none for
+    biases and LayerNorm); only the groups outside the encoder carry their own rate."""
+    from transformers import AutoModelForTokenClassification, Trainer, TrainingArguments
+
+    from promptbert.errors import ConfigError
+    from promptbert.training.train import new_parameter_lr
+
+    model = AutoModelForTokenClassification.from_pretrained(str(tiny_base), num_labels=5)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, weight_decay=0.1, use_cpu=True,
+                             report_to="none")
+    trainer = Trainer(model=model, args=args)
+    new_parameter_lr(trainer, model.base_model, 1e-3)
+    groups = trainer.optimizer.param_groups
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    names = {id(p): n for n, p in model.named_parameters()}
+    encoder = {id(p) for p in model.base_model.parameters()}
+    for g in groups:
+        inside = {id(p) in encoder for p in g["params"]}
+        assert len(inside) == 1
+        assert g["lr"] == (1e-4 if inside == {True} else 1e-3)
+        decayed = {not (names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)]) for p in g["params"]}
+        assert decayed == {g["weight_decay"] > 0}
+    assert {g["lr"] for g in groups} == {1e-4, 1e-3}
+    with pytest.raises(ConfigError, match="head_learning_rate"):
+        new_parameter_lr(trainer, AutoModelForTokenClassification.from_pretrained(str(tiny_base), num_labels=5), 1e-3)

@@ -60,8 +60,8 @@ class TrainConfig:
     max_steps: int = -1  # > 0 overrides epochs (tests, quick runs)
     time_budget_minutes: float = 0.0  # > 0: stop training after this wall time, then evaluate
     learning_rate: float = 1e-4
-    # > 0: the parameters trained from scratch (the head, the word-shape embedding) learn at this rate, the
-    # pretrained encoder at learning_rate; 0: all at learning_rate
+    # > 0: the parameters outside the pretrained encoder (the head, the word-shape embedding) learn at this
+    # rate, the encoder at learning_rate; 0: all at learning_rate
     head_learning_rate: float = 0.0
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -105,7 +105,8 @@ class TrainConfig:
         if not 0 < self.learning_rate < 1:
             raise ConfigError(f"learning_rate: must be in (0, 1), got {self.learning_rate}")
         if not 0 <= self.head_learning_rate < 1:
-            raise ConfigError(f"head_learning_rate: must be in [0, 1) (0: learning_rate), got {self.head_learning_rate}")
+            raise ConfigError(f"head_learning_rate: must be >= 0 and < 1 (0: the head learns at learning_rate), "
+                              f"got {self.head_learning_rate}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ConfigError("batch_size: must be >= 1")
         if self.precision not in PRECISIONS:

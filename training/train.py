@@ -363,23 +363,28 @@ class TrainerRun:
 
 
 def new_parameter_lr(trainer: Any, body: Any, lr: float) -> None:
-    """Give the parameters trained from scratch (everything outside the pretrained encoder ``body``: the head,
-    the word-shape embedding) their own learning rate; the encoder keeps the run's. A Trainer's documented
-    hook: an optimizer set before ``train()`` is the one it uses, the schedule scales each group."""
+    """Give the parameters outside the pretrained encoder ``body`` (the head, the word-shape embedding) their own
+    learning rate; the encoder keeps the run's. A head that starts from random weights learns slowly at a rate
+    chosen not to disturb a pretrained encoder. The Trainer keeps an optimizer that is set before ``train()``;
+    its schedule (warm-up, decay) scales every group."""
     if lr <= 0:
         return
     encoder = {id(p) for p in body.parameters()}
+    params = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
+    if not any(id(p) in encoder for _, p in params):
+        raise ConfigError("head_learning_rate: the encoder's parameters were not found in the model trained")
     decay = set(trainer.get_decay_parameter_names(trainer.model))
     cls, kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
     groups = []
     for new in (False, True):
         for decays in (True, False):
-            params = [p for n, p in trainer.model.named_parameters()
-                      if p.requires_grad and (id(p) not in encoder) == new and (n in decay) == decays]
-            if params:
-                groups.append({"params": params, "weight_decay": trainer.args.weight_decay if decays else 0.0,
+            chosen = [p for n, p in params if (id(p) not in encoder) == new and (n in decay) == decays]
+            if chosen:
+                groups.append({"params": chosen, "weight_decay": trainer.args.weight_decay if decays else 0.0,
                                **({"lr": lr} if new else {})})
     trainer.optimizer = cls(groups, **kwargs)
+    log.info("head_learning_rate %g for %d parameters outside the encoder (encoder: %g)", lr,
+             sum(p.numel() for _, p in params if id(p) not in encoder), trainer.args.learning_rate)
 
 
 def run_trainer(trainer: Any, config: TrainConfig) -> TrainerRun:
