@@ -84,7 +84,7 @@ def main() -> int:
 
 def profile(a: argparse.Namespace) -> dict[int, dict[str, Any]]:
     """Each prompt's row: its tokens, wall and kernel ms, kernel ms per operator type."""
-    sentences = [s.words for s in load_split(a.data, a.split, a.limit or None) if s.words]
+    sentences = [s.words for s in load_split(a.data, a.split, a.limit or None)]
     if not sentences:
         raise InputError(f"--data: {a.data} has no sentences in its {a.split} split")
     rows: dict[int, dict[str, Any]] = {}

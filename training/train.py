@@ -374,21 +374,21 @@ def new_parameter_lr(trainer: Any, body: Any, lr: float) -> None:
     if not any(id(p) in encoder for _, p in params):
         raise ConfigError("head_learning_rate: the encoder's parameters were not found in the model trained")
     decay = set(trainer.get_decay_parameter_names(trainer.model))
+    split: dict[tuple[bool, bool], list[Any]] = {}
+    for n, p in params:
+        split.setdefault((id(p) not in encoder, n in decay), []).append(p)
+    groups = [{"params": chosen, "weight_decay": trainer.args.weight_decay if decays else 0.0, **({"lr": lr} if new else {})}
+              for (new, decays), chosen in split.items()]
     cls, kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
-    groups = []
-    for new in (False, True):
-        for decays in (True, False):
-            chosen = [p for n, p in params if (id(p) not in encoder) == new and (n in decay) == decays]
-            if chosen:
-                groups.append({"params": chosen, "weight_decay": trainer.args.weight_decay if decays else 0.0,
-                               **({"lr": lr} if new else {})})
     trainer.optimizer = cls(groups, **kwargs)
     log.info("head_learning_rate %g for %d parameters outside the encoder (encoder: %g)", lr,
              sum(p.numel() for _, p in params if id(p) not in encoder), trainer.args.learning_rate)
 
 
-def run_trainer(trainer: Any, config: TrainConfig) -> TrainerRun:
-    """Train, with the compact progress display where asked for."""
+def run_trainer(trainer: Any, config: TrainConfig, encoder: Any) -> TrainerRun:
+    """Train (``encoder``: the pretrained part, for ``head_learning_rate``), with the compact progress display
+    where asked for."""
+    new_parameter_lr(trainer, encoder, config.head_learning_rate)
     if config.progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(CompactProgress)
@@ -468,8 +468,7 @@ def train(config: TrainConfig, config_path: str | None = None, force: bool = Fal
             compute_metrics=seqeval_metrics(labels),
             callbacks=callbacks,
         )
-        new_parameter_lr(trainer, model.base_model, config.head_learning_rate)
-        run = run_trainer(trainer, config)
+        run = run_trainer(trainer, config, model.base_model)
         tokens = sum(len(w.input_ids) - skip for w in train_windows)  # tokens the model really ran on
 
         model.save_pretrained(str(out), safe_serialization=True)  # the plain HF model (best weights loaded)

@@ -16,7 +16,7 @@ from promptbert.prompt import MIN_TEXT_TOKENS, fingerprint
 from promptbert.typed import PromptLimits, prepare, render_typed
 
 from .config import CorpusConfig, TrainConfig
-from .train import (device_and_precision, load_base, log, new_parameter_lr, run_trainer, tokenizer_specials, training_args,
+from .train import (device_and_precision, load_base, log, run_trainer, tokenizer_specials, training_args,
                     training_callbacks, training_casing)
 from .typed import HEAD_WEIGHTS, BatchCollator, PromptDraws, TypedTagger, TypedTrainer, corpus_tagger, load_corpus, make_batches
 
@@ -90,8 +90,7 @@ def train_types(config: TrainConfig, config_path: str | None = None, force: bool
         trainer = TypedTrainer(model=model, args=args, train_dataset=batches, eval_dataset=batches[:1],
                                data_collator=BatchCollator(corpora, PromptDraws(config, config.seed), encoder, limits),
                                callbacks=callbacks, corpora=corpora, encoder=encoder, limits=limits)
-        new_parameter_lr(trainer, model.base, config.head_learning_rate)
-        run = run_trainer(trainer, config)
+        run = run_trainer(trainer, config, model.base)
         tokens = sum(len(r["input_ids"]) for c in corpora for r in c.rows)
 
         model.save(out)
