@@ -23,6 +23,7 @@ from typing import Any
 from promptbert import config as cfg
 from promptbert.errors import ConfigError, PromptBertError
 from promptbert.launch import ServedArtifact, metric_sums, post_json, serving_stats
+from promptbert.manifest import write_json
 
 HERE = Path(__file__).resolve().parent
 
@@ -165,8 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         served = None
         host = a.host
         if a.artifact:
-            env = dict(kv.split("=", 1) for kv in a.serve_env)
-            served = ServedArtifact(a.artifact, env=env, log_path=None)
+            bad = [kv for kv in a.serve_env if "=" not in kv or not kv.split("=", 1)[0]]
+            if bad:
+                raise ConfigError(f"--serve-env: expected KEY=VALUE, got {bad[0]!r}")
+            out.mkdir(parents=True, exist_ok=True)
+            # The service's own log beside the reports: a setting it refuses is explained there.
+            served = ServedArtifact(a.artifact, env=dict(kv.split("=", 1) for kv in a.serve_env),
+                                    log_path=out / "serve.log")
             host = served.start()
         try:
             before = service_metrics(host)
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     missed = verdict(stats, thresholds)
     stats.update({"profile": a.profile, "thresholds": cfg.to_dict(thresholds), "users": a.users, "duration": a.duration,
                   "host": host, "artifact": a.artifact, "serve_env": a.serve_env, "missed": missed})
-    (out / "summary.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    write_json(out / "summary.json", stats)
     print(f"{'endpoint':<24}{'requests':>9}{'rps':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
     for name, e in stats["endpoints"].items():
         print(f"{name:<24}{e['requests']:>9}{e['rps']:>8.1f}{e['p50_ms']:>9.0f}{e['p95_ms']:>9.0f}{e['p99_ms']:>9.0f}")

@@ -55,3 +55,10 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert main(["--profile", "cpu"]) == 2
     assert "exactly one of --host" in capsys.readouterr().err
     assert main(["--host", "http://127.0.0.1:9", "--profile", "nope"]) == 2
+
+
+def test_serve_env_without_equals_exits_2(tmp_path, capsys):
+    """A malformed --serve-env is refused before a service starts."""
+    assert main(["--artifact", str(tmp_path), "--profile", "cpu-smoke", "--serve-env", "PROMPTBERT_WORKERS",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "--serve-env: expected KEY=VALUE, got 'PROMPTBERT_WORKERS'" in capsys.readouterr().err
