@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from promptbert.errors import ArtifactError
 from promptbert.launch import ROOT, ServedArtifact, http_status, post_json
 
 SAMPLE = [
@@ -85,7 +86,11 @@ def _run(config_path: str | Path, overrides: dict[str, Any] | None, artifact_dir
     try:
         say(f"[3/4] ready at {url}  ({time.perf_counter() - t0:.0f}s)")
         t0 = time.perf_counter()
-        answer = post_json(f"{url}/tag", {"texts": sample})
+        try:
+            answer = post_json(f"{url}/tag", {"texts": sample})
+        except OSError as exc:  # urllib's HTTPError and URLError, and timeouts, are OSErrors
+            raise ArtifactError(f"the sample request to {url}/tag failed ({exc}); the service's log: "
+                                f"{served.log_path}") from None
         say(f"[4/4] sample request ({(time.perf_counter() - t0) * 1000:.0f} ms):")
         for text, ents in zip(sample, answer):
             say(f"  {text}")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from promptbert.errors import PromptBertError
+from promptbert.errors import ConfigError, PromptBertError
 
 
 def _overrides(items: list[str] | None) -> dict[str, Any]:
@@ -38,6 +38,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         from promptbert.config import from_dict
 
         config = from_dict(TrainConfig, over)
+    if a.data is not None and config.corpora:
+        raise ConfigError("--data: this config lists corpora, each with its own data_dir; set those instead")
     manifest = train(config, a.config, force=a.force)
     t = manifest.training
     print(f"model folder: {config.output_dir}")
@@ -175,13 +177,14 @@ def _lab_config(a: argparse.Namespace) -> Any:
     return load(TrainConfig, a.config, over) if a.config else from_dict(TrainConfig, over)
 
 
-def _sizes(text: str) -> list[int]:
-    from promptbert.errors import ConfigError
-
+def _sizes(text: str, flag: str = "--train-sizes") -> list[int]:
     try:
-        return [0 if s.strip() == "all" else int(s) for s in text.split(",") if s.strip()]
+        sizes = [0 if s.strip() == "all" else int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise ConfigError(f"--train-sizes: expected numbers or 'all', got {text!r}") from None
+        raise ConfigError(f"{flag}: expected numbers or 'all', got {text!r}") from None
+    if not sizes:
+        raise ConfigError(f"{flag}: expected numbers or 'all', got {text!r}")
+    return sizes
 
 
 def _check_against(a: argparse.Namespace) -> int:
@@ -230,13 +233,15 @@ def cmd_prompts(a: argparse.Namespace) -> int:
         return 0
     config = _lab_config(a)
     if a.action == "compare":
-        result = lab.compare(config, a.prompts, _sizes(a.train_sizes), a.seeds, a.steps, a.dev_limit, Path(a.out))
+        result = lab.compare(config, a.prompts, _sizes(a.train_sizes), a.seeds, a.steps, a.dev_limit, Path(a.out), say=print)
         print(lab.format_table(result["summary"]))
         print(f"written: {a.out}/results.json, results.csv, f1_vs_size.png")
         return 0
-    sizes = _sizes(a.train_size)
+    sizes = _sizes(a.train_size, "--train-size")
+    if len(sizes) != 1:
+        raise ConfigError(f"--train-size: one size, got {a.train_size!r}")
     result = lab.optimize(config, a.prompt, sizes[0], a.steps, a.seeds, a.dev_limit, a.budget, a.tolerance,
-                          Path(a.out), Path(a.out).parent / "_optimize_work")
+                          Path(a.out), Path(a.out).parent / "_optimize_work", say=print)
     print(f"winner: {result['winner']}  dev F1 {result['dev_f1']:.4f}, {result['tokens']} tokens, {result['trainings']} trainings")
     return 0
 
@@ -407,6 +412,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(a.func(a) or 0)
     except PromptBertError as exc:
         print(f"promptbert {a.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a stage's extra not installed (a core-only install serves, it does not train)
+        print(f"promptbert {a.command}: error: {exc.name} is not installed; this command needs "
+              f"pip install 'promptbert[all]'", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        print(f"promptbert {a.command}: error: {exc.strerror or exc}"
+              f"{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"promptbert {a.command}: interrupted", file=sys.stderr)

@@ -183,7 +183,10 @@ class Artifact:
         self.config = ArtifactConfig.read(self.folder)
         self.labels = LabelMap.load(self.folder / C.LABELS)
         # The rendered prompt is read, never re-rendered: that is what was trained on.
-        self.prompt_text = (self.folder / C.PROMPT_TEXT).read_text(encoding="utf-8")
+        prompt_file = self.folder / C.PROMPT_TEXT
+        if not prompt_file.is_file():
+            raise ArtifactError(f"{prompt_file}: not found (an artifact carries the prompt it was trained on)")
+        self.prompt_text = prompt_file.read_text(encoding="utf-8")
         self.tokenizer, self.specials = load_tokenizer(self.folder)
         self.prompt_attention = self.config.encoding.prompt_attention
         self.head = self.config.encoding.head

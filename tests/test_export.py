@@ -226,6 +226,9 @@ def test_bad_inputs_one_line_exit_2(tiny_artifact, tiny_model, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "manifest.json").write_text('{"kind": "something-else"}')
+    promptless = tmp_path / "promptless"
+    shutil.copytree(tiny_artifact, promptless)
+    (promptless / C.PROMPT_TEXT).unlink()
     cases = [
         (["export", str(tmp_path / "nope"), "--output", str(tmp_path / "o1")], "model folder not found"),
         (["export", str(tiny_artifact), "--output", str(tmp_path / "o2")], "not a model folder made by `promptbert train`"),
@@ -234,6 +237,7 @@ def test_bad_inputs_one_line_exit_2(tiny_artifact, tiny_model, tmp_path):
         (["predict", str(broken), "hi", "--variant", "int8"], "does not match the manifest's sha256"),
         (["predict", str(tiny_artifact), "hi", "--variant", "int3"], "variant: unknown 'int3'"),
         (["predict", str(other), "hi"], "not a promptbert artifact"),
+        (["predict", str(promptless), "hi", "--variant", "fp32"], f"{C.PROMPT_TEXT}: not found"),
     ]
     for args, needle in cases:
         r = cli(*args)
@@ -475,3 +479,16 @@ def test_cli_predict_whole_text(tiny_artifact, capsys):
         pipe, _ = Artifact(tiny_artifact).pipeline("fp32", "cpu", split_sentences=not whole)
         assert answers[whole] == pipe.entities([text])
     assert answers[False] != answers[True]
+
+
+def test_evaluate_output_paths(tiny_artifact, tiny_corpus, tmp_path):
+    """--output creates the folders it names; a path that cannot be written is one line and exit code 2."""
+    out = tmp_path / "reports" / "test.json"
+    r = cli("evaluate", str(tiny_artifact), "--data", str(tiny_corpus), "--variant", "fp32", "--output", str(out))
+    assert r.returncode == 0 and "micro avg" in json.loads(out.read_text())["report"], r.stderr[-500:]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    r = cli("evaluate", str(tiny_artifact), "--data", str(tiny_corpus), "--variant", "fp32",
+            "--output", str(blocker / "test.json"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr and str(blocker) in lines[-1], r.stderr[-500:]

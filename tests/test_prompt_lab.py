@@ -92,3 +92,11 @@ def test_lint_checks_the_prompts_own_labels_unless_told_otherwise(tmp_path, caps
     assert capsys.readouterr().out.strip().endswith("ok")
     assert main(["prompts", "lint", str(p), "--base-model", str(tiny_base), "--types", "PER,LOC"]) == 1
     assert "label descriptions for types the model does not have: ORG" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("size", "needle"), [("", "--train-size: expected numbers"), ("abc", "--train-size: expected numbers"),
+                                              ("100,200", "--train-size: one size")])
+def test_optimize_refuses_a_bad_train_size(size, needle, tmp_path, capsys):
+    assert main(["prompts", "optimize", "--prompt", str(tmp_path / "p.yaml"), "--train-size", size]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]

@@ -192,3 +192,13 @@ def test_head_learning_rate_groups_every_parameter_once(tiny_base, tmp_path):
     assert {g["lr"] for g in groups} == {1e-4, 1e-3}
     with pytest.raises(ConfigError, match="head_learning_rate"):
         new_parameter_lr(trainer, AutoModelForTokenClassification.from_pretrained(str(tiny_base), num_labels=5), 1e-3)
+
+
+def test_cli_refuses_data_beside_a_config_with_corpora(tmp_path, tiny_corpus):
+    """--data would silently be ignored by a config that lists corpora: it is refused instead."""
+    config = tmp_path / "multi.yaml"
+    config.write_text(f"head: types\ncorpora:\n  - data_dir: {tiny_corpus}\n", encoding="utf-8")
+    r = run_cli("train", "--config", str(config), "--data", str(tiny_corpus), "--output", str(tmp_path / "m"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "--data: this config lists corpora" in lines[-1] and "Traceback" not in r.stderr
+    assert not (tmp_path / "m").exists()

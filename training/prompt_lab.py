@@ -11,6 +11,7 @@ prompt). A prompt's value is what it adds over its same-length control.
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 import statistics
 import time
@@ -24,6 +25,8 @@ from promptbert.encoding import load_tokenizer
 from promptbert.errors import ConfigError
 from promptbert.manifest import now, write_json
 from promptbert.prompt import MIN_TEXT_TOKENS, LABELS_PLACEHOLDER, PromptSpec, render, resolve
+
+log = logging.getLogger("promptbert")
 
 from .config import TrainConfig
 from .train import resolve_base_model
@@ -81,10 +84,14 @@ def train_arm(config: TrainConfig, setting: str, size: int, seed: int, steps: in
 
 
 def compare(config: TrainConfig, prompts: list[str], sizes: list[int], seeds: int, steps: int, dev_limit: int,
-            out: Path, say: Any = print) -> dict[str, Any]:
+            out: Path, say: Any = log.info) -> dict[str, Any]:
     """Train every arm at every size and seed; write results.json, results.csv and f1_vs_size.png."""
     if not prompts:
         raise ConfigError("--prompts: give at least one prompt YAML")
+    try:  # the plot is drawn last: a missing extra must fail before hours of training, not after
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError("prompts compare draws its plot with matplotlib: pip install 'promptbert[lab]'") from None
     for p in prompts:
         PromptSpec.from_yaml(p)  # fail before hours of training, not after
     arms = arms_for(prompts)
@@ -227,7 +234,7 @@ def variants(spec: PromptSpec) -> list[tuple[str, PromptSpec]]:
 
 
 def optimize(config: TrainConfig, base_path: str, size: int, steps: int, seeds: int, dev_limit: int, budget: int,
-             tolerance: float, out_yaml: Path, work: Path, say: Any = print) -> dict[str, Any]:
+             tolerance: float, out_yaml: Path, work: Path, say: Any = log.info) -> dict[str, Any]:
     """Greedy search: keep the cheapest variant whose dev F1 is within ``tolerance`` points of the best seen.
 
     ``budget`` caps the number of trainings (seeds x variants). Rounds repeat from the
