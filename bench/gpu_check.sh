@@ -5,8 +5,8 @@
 #
 # Needs the serving dependencies (onnxruntime-gpu with CUDA 13 + cuDNN 9 loadable, bentoml),
 # and for the last step the training/export ones and a CUDA torch. Each step has its own time
-# limit and a failing step does not stop the next: GPU time is often short, so one run
-# should bring back everything it can.
+# limit and a failing step does not stop the next, so a partial run still reports what it
+# measured.
 #   1. the environment: GPU, driver, ONNX Runtime's providers;
 #   2. CoNLL test F1 of the artifact's auto choice (fp16 on the CUDA provider) in process;
 #   3. the service vs in-process at 1/8/32 clients x 1 and 8 sentences, defaults (4 workers on a GPU);

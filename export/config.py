@@ -35,7 +35,7 @@ class QuantCandidate:
 
 
 # Tried in order until one passes the int8 gate: fastest first, more fp32 later.
-# Naive (all operators incl. Gather, per-tensor) loses ~1.3 F1 on CoNLL (FIELD_NOTES).
+# Naive (all operators incl. Gather, per-tensor) loses ~0.5 F1 points on CoNLL dev (docs/benchmarks.md, int8).
 DEFAULT_LADDER = (
     QuantCandidate("fused-matmul-perchannel-fp32head", graph="fused"),
     QuantCandidate("matmul-perchannel-fp32head"),
@@ -53,7 +53,7 @@ class ExportConfig:
     optimization_level: int = 2  # ORT transformer fusions for the "optimized" variant (O1-O3 as in Optimum)
     # Fuse residual Add + LayerNorm into SkipLayerNormalization in the CPU graphs (optimized, fused int8).
     # Off: ONNX Runtime 1.31.1's CPU kernel for it is several times slower than the Add and
-    # LayerNormalization it replaces (int8 CoNLL model, 8 x 20 tokens: 16.0 -> 12.7 ms a call; docs/benchmarks.md).
+    # LayerNormalization it replaces (int8 CoNLL model, 8 x 20 tokens: 16.3 -> 12.5 ms a call; docs/benchmarks.md).
     # The fp16 (CUDA) graph keeps every fusion.
     skip_layer_norm_fusion: bool = False
     isa: str = "auto"  # instruction set for AutoQuantizationConfig; auto = detected from the CPU

@@ -49,34 +49,34 @@ class TrainConfig:
     data_dir: str = "data/demo"  # CoNLL folder with train/dev(valid)/test files
     base_model: str = EMBEDDED  # "embedded", a local folder or a Hugging Face id (needs a hub)
     prompt: str = "prompts/conll2003.yaml"  # a prompt YAML, "none", or "control:<yaml>" (same-length unrelated words)
-    entity_types: tuple[str, ...] = ("PER", "ORG", "LOC", "MISC")
-    output_dir: str = "runs/model"
+    entity_types: tuple[str, ...] = ("PER", "ORG", "LOC", "MISC")  # fixed head: the types it tags (others: an error)
+    output_dir: str = "runs/model"  # the model folder written (all at once, never half)
     # isolated: the prompt attends only to itself, so it is computed once per batch in training and once per
     # model in serving (the text still attends to it in every layer); joint: classic pair encoding.
     prompt_attention: str = "isolated"
     max_length: int = 192  # tokens per window, prompt included
     stride: int = 32  # overlap (tokens) between windows of a long sentence
-    epochs: float = 3.0
+    epochs: float = 3.0  # passes over the training sentences (fractions allowed)
     max_steps: int = -1  # > 0 overrides epochs (tests, quick runs)
     time_budget_minutes: float = 0.0  # > 0: stop training after this wall time, then evaluate
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-4  # peak AdamW rate after warm-up, linear decay to 0
     # > 0: the parameters outside the pretrained encoder (the head, the word-shape embedding) learn at this
     # rate, the encoder at learning_rate; 0: all at learning_rate
     head_learning_rate: float = 0.0
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    batch_size: int = 32
-    eval_batch_size: int = 64
+    weight_decay: float = 0.01  # AdamW, not on biases and LayerNorm weights
+    warmup_ratio: float = 0.1  # share of the steps spent raising the rate from 0
+    batch_size: int = 32  # training windows per step
+    eval_batch_size: int = 64  # windows per call when scoring dev and test
     train_limit: int = 0  # > 0: use only the first N training sentences (ablations at small data)
     dev_limit: int = 0  # > 0: evaluate (during training and at the end) on the first N dev sentences only
     eval_test: bool = True  # score the test split at the end if it exists
     early_stopping_patience: int = 2  # evaluations without improvement before stopping (0: off)
-    seed: int = 42
+    seed: int = 42  # weights of the new head, data order, dropout, lowercase and prompt draws
     # fixed: a classifier over entity_types; types: label-semantic, the prompt's types are the labels
     # (any types, 1..max_types per prompt), trained on `corpora` (or data_dir) with prompts drawn per batch.
     head: str = "fixed"
-    corpora: tuple[CorpusConfig, ...] = ()
-    max_types: int = 32
+    corpora: tuple[CorpusConfig, ...] = ()  # types head: several corpora at once (CorpusConfig); empty: data_dir
+    max_types: int = 32  # types head: most types a prompt may name (training and requests)
     text_tokens: int = 128  # types head: text tokens per window, whatever the prompt's length
     full_prompt_rate: float = 0.5  # types head: share of batches prompted with all of their corpus's types
     control_seed: int = 0  # seed of the control prefix's words
@@ -91,9 +91,9 @@ class TrainConfig:
     # sentence, unlabelled, in training, evaluation and the service's sentence-by-sentence path; 0: none.
     context_tokens: int = 0
     precision: str = "auto"  # auto: bf16 on CUDA where supported, else fp16 on CUDA, fp32 on CPU
-    logging_steps: int = 50
-    report_to: tuple[str, ...] = ("tensorboard",)
-    progress: bool = True
+    logging_steps: int = 50  # steps between loss lines in the log and tensorboard
+    report_to: tuple[str, ...] = ("tensorboard",)  # the Trainer's loggers; they write to logs/ in the model folder
+    progress: bool = True  # the Trainer's progress bars
 
     def __post_init__(self) -> None:
         if not self.entity_types:
