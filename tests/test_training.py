@@ -202,3 +202,13 @@ def test_cli_refuses_data_beside_a_config_with_corpora(tmp_path, tiny_corpus):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and "--data: this config lists corpora" in lines[-1] and "Traceback" not in r.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_names_a_missing_extra_in_one_line(tmp_path):
+    """A core-only install (no transformers) that runs `promptbert train` is told what to install."""
+    code = ("import sys; sys.modules['transformers'] = None; from promptbert.cli import main; "
+            f"sys.exit(main(['train', '--set', 'max_steps=1', '--output', {str(tmp_path / 'm')!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-800:]
+    assert "transformers is not installed" in lines[-1] and "promptbert[all]" in lines[-1]
