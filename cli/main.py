@@ -263,10 +263,11 @@ def _obey(a: argparse.Namespace) -> int:
     sentences = D.only_types(D.load_split(a.data, a.split, a.limit or None), tagger.entity_types)
     rep = obedience(tagger, sentences, a.draws, a.seed)
     print(f"{a.model} on {a.data} {a.split} ({rep['sentences']} sentences): all {len(rep['types'])} types, F1 {rep['f1_full']:.4f}")
-    print(f"{'prompt names':<48}{'F1':>8}{'F1 full':>9}{'delta':>8}{'unnamed':>9}")
+    print(f"{'prompt names':<48}{'F1':>8}{'F1 full':>9}{'delta':>8}{'P':>8}{'P full':>8}{'R':>8}{'R full':>8}{'unnamed':>9}")
     for r in rep["draws"]:
         print(f"{', '.join(r['types'])[:46]:<48}{r['f1']:>8.4f}{r['f1_full_prompt']:>9.4f}"
-              f"{(r['f1'] - r['f1_full_prompt']) * 100:>+8.2f}{r['unnamed_entities']:>9}")
+              f"{(r['f1'] - r['f1_full_prompt']) * 100:>+8.2f}{r['precision']:>8.4f}{r['precision_full_prompt']:>8.4f}"
+              f"{r['recall']:>8.4f}{r['recall_full_prompt']:>8.4f}{r['unnamed_entities']:>9}")
     if a.output:
         write_json(Path(a.output), {"model": str(a.model), "data": str(a.data), "split": a.split, **rep})
         print(f"written: {a.output}")

@@ -252,6 +252,11 @@ def test_cli_predict_and_evaluate_under_a_prompt(tiny_types_artifact, tiny_corpu
     assert r.returncode == 0, r.stderr
     rep = json.loads(obey.read_text())
     assert len(rep["draws"]) == 3 and all(len(d["types"]) == 2 and d["unnamed_entities"] == 0 for d in rep["draws"])
+    for d in rep["draws"]:  # F1 is the harmonic mean of the precision and recall reported beside it
+        p, r_ = d["precision"], d["recall"]
+        assert d["f1"] == pytest.approx(2 * p * r_ / (p + r_) if p + r_ else 0.0)
+        pf, rf = d["precision_full_prompt"], d["recall_full_prompt"]
+        assert d["f1_full_prompt"] == pytest.approx(2 * pf * rf / (pf + rf) if pf + rf else 0.0)
     bad = tmp_path / "bad.yaml"
     bad.write_text("role: r\ntask: t\nlabels: {}\n", encoding="utf-8")
     r = subprocess.run([*cli, "predict", str(tiny_types_artifact), TEXT, "--prompt", str(bad)],

@@ -53,7 +53,7 @@ def obedience(tagger: Tagger, sentences: list[Sentence], draws: int = 5, seed: i
     """
     import random
 
-    from seqeval.metrics import f1_score
+    from seqeval.metrics import f1_score, precision_score, recall_score
     from seqeval.metrics.sequence_labeling import get_entities
 
     from promptbert.data import only_types
@@ -77,8 +77,12 @@ def obedience(tagger: Tagger, sentences: list[Sentence], draws: int = 5, seed: i
         pred = [[t for t, _ in row] for row in under.word_tags(words, strategy)]
         full_named = [[t if t == "O" or t[2:] in named else "O" for t in row] for row in full]
         stray = sum(1 for row in pred for etype, _, _ in get_entities(row) if etype not in named)
+        # Precision and recall say how a half prompt differs: a named type given to mentions of a type it
+        # left out (precision), or mentions of named types it no longer tags (recall).
         rows.append({"types": named, "f1": float(f1_score(gold, pred)), "f1_full_prompt": float(f1_score(gold, full_named)),
-                     "unnamed_entities": stray})
+                     "precision": float(precision_score(gold, pred)), "recall": float(recall_score(gold, pred)),
+                     "precision_full_prompt": float(precision_score(gold, full_named)),
+                     "recall_full_prompt": float(recall_score(gold, full_named)), "unnamed_entities": stray})
     return {"types": types, "f1_full": float(f1_score([list(s.tags) for s in sentences], full)), "draws": rows,
             "sentences": len(sentences)}
 
