@@ -69,9 +69,12 @@ def test_tune_gc_freezes_the_heap_or_leaves_python_alone():
     with pytest.raises(ConfigError, match="gather_yields"):
         ServeConfig(gather_yields=-1)
     # Tracing costs CPU per request even without an exporter: off unless asked for.
-    assert not ServeConfig().tracing_enabled and ServeConfig(tracing="on").tracing_enabled
-    with pytest.raises(ConfigError, match="tracing: must be on or off"):
-        ServeConfig.from_env({"PROMPTBERT_TRACING": "yes"})
+    assert not ServeConfig().tracing_enabled and ServeConfig(tracing=True).tracing_enabled
+    # A boolean like every other: each spelling the docs list, and one line for anything else.
+    for raw, on in (("on", True), ("yes", True), ("1", True), ("true", True), ("off", False), ("no", False), ("0", False)):
+        assert ServeConfig.from_env({"PROMPTBERT_TRACING": raw}).tracing_enabled is on
+    with pytest.raises(ConfigError, match=r"PROMPTBERT_TRACING: expected a boolean \(1/0, true/false, yes/no, on/off\)"):
+        ServeConfig.from_env({"PROMPTBERT_TRACING": "maybe"})
     # The cost model that cuts a batch into ORT calls: per call and per row, in padded tokens.
     # Auto (unset): none set, so the pipeline takes the device's own (on a GPU no cut below the token budget);
     # one value set completes the CPU's.
