@@ -178,13 +178,10 @@ def _lab_config(a: argparse.Namespace) -> Any:
 
 
 def _sizes(text: str, flag: str = "--train-sizes") -> list[int]:
-    try:
-        sizes = [0 if s.strip() == "all" else int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"{flag}: expected numbers or 'all', got {text!r}") from None
-    if not sizes:
+    parts = [s.strip() for s in text.split(",") if s.strip()]
+    if not parts or not all(s == "all" or s.isdigit() for s in parts):
         raise ConfigError(f"{flag}: expected numbers or 'all', got {text!r}")
-    return sizes
+    return [0 if s == "all" else int(s) for s in parts]
 
 
 def _check_against(a: argparse.Namespace) -> int:

@@ -166,13 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         served = None
         host = a.host
         if a.artifact:
-            bad = [kv for kv in a.serve_env if "=" not in kv or not kv.split("=", 1)[0]]
-            if bad:
-                raise ConfigError(f"--serve-env: expected KEY=VALUE, got {bad[0]!r}")
+            env = dict(cfg.split_assignment(kv, "--serve-env") for kv in a.serve_env)
             out.mkdir(parents=True, exist_ok=True)
             # The service's own log beside the reports: a setting it refuses is explained there.
-            served = ServedArtifact(a.artifact, env=dict(kv.split("=", 1) for kv in a.serve_env),
-                                    log_path=out / "serve.log")
+            served = ServedArtifact(a.artifact, env=env, log_path=out / "serve.log")
             host = served.start()
         try:
             before = service_metrics(host)

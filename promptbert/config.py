@@ -155,13 +155,19 @@ def dump_yaml(obj: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
+def split_assignment(item: str, flag: str = "--set") -> tuple[str, str]:
+    """``KEY=VALUE`` from the command line as its key and its raw value; anything else is the user's mistake."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{flag}: expected KEY=VALUE, got {item!r}")
+    return key.strip(), raw
+
+
 def parse_override(item: str) -> tuple[str, Any]:
     """``key=value`` from the command line, the value parsed as YAML (so ``1e-5`` and ``true`` work)."""
-    if "=" not in item:
-        raise ConfigError(f"override {item!r}: expected key=value")
-    key, raw = item.split("=", 1)
+    key, raw = split_assignment(item)
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
-    return key.strip(), value
+    return key, value

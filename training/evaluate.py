@@ -42,6 +42,14 @@ def evaluate_sentences(tagger: Tagger, sentences: list[Sentence], strategy: str 
     return report([list(s.tags) for s in sentences], pred)
 
 
+def _entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
+    """Entity-level F1, precision and recall (seqeval, micro over types)."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    return {"f1": float(f1_score(gold, pred)), "precision": float(precision_score(gold, pred)),
+            "recall": float(recall_score(gold, pred))}
+
+
 def obedience(tagger: Tagger, sentences: list[Sentence], draws: int = 5, seed: int = 0,
               strategy: str | None = None) -> dict[str, Any]:
     """Does a types model tag what its prompt names, and only that?
@@ -53,7 +61,7 @@ def obedience(tagger: Tagger, sentences: list[Sentence], draws: int = 5, seed: i
     """
     import random
 
-    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.metrics import f1_score
     from seqeval.metrics.sequence_labeling import get_entities
 
     from promptbert.data import only_types
@@ -79,10 +87,9 @@ def obedience(tagger: Tagger, sentences: list[Sentence], draws: int = 5, seed: i
         stray = sum(1 for row in pred for etype, _, _ in get_entities(row) if etype not in named)
         # Precision and recall say how a half prompt differs: a named type given to mentions of a type it
         # left out (precision), or mentions of named types it no longer tags (recall).
-        rows.append({"types": named, "f1": float(f1_score(gold, pred)), "f1_full_prompt": float(f1_score(gold, full_named)),
-                     "precision": float(precision_score(gold, pred)), "recall": float(recall_score(gold, pred)),
-                     "precision_full_prompt": float(precision_score(gold, full_named)),
-                     "recall_full_prompt": float(recall_score(gold, full_named)), "unnamed_entities": stray})
+        under_half, under_full = _entity_scores(gold, pred), _entity_scores(gold, full_named)
+        rows.append({"types": named, **under_half, **{f"{k}_full_prompt": v for k, v in under_full.items()},
+                     "unnamed_entities": stray})
     return {"types": types, "f1_full": float(f1_score([list(s.tags) for s in sentences], full)), "draws": rows,
             "sentences": len(sentences)}
 

@@ -26,10 +26,10 @@ from promptbert.errors import ConfigError
 from promptbert.manifest import now, write_json
 from promptbert.prompt import MIN_TEXT_TOKENS, LABELS_PLACEHOLDER, PromptSpec, render, resolve
 
-log = logging.getLogger("promptbert")
-
 from .config import TrainConfig
 from .train import resolve_base_model
+
+log = logging.getLogger("promptbert")
 
 
 def arms_for(prompts: list[str]) -> list[tuple[str, str]]:
