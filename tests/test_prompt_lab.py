@@ -7,7 +7,7 @@ import pytest
 
 from promptbert.cli import main
 
-from .conftest import tiny_train_config
+from .conftest import VOCAB, tiny_train_config
 
 
 @pytest.fixture
@@ -60,6 +60,28 @@ def test_lint_flags_labels_not_mentioned_and_render_counts_tokens(tmp_path, caps
     out = capsys.readouterr().out
     assert out.startswith("Role: you tag\nTask: tag people") and "tokens as a fixed-head model takes it" in out
     assert "--model" in out  # a types prompt is rendered and limited by the model's own rules
+
+
+def test_render_counts_with_any_base_models_tokenizer(tmp_path, capsys, tiny_base, monkeypatch):
+    """A base model folder with only vocab.txt (as many hub models ship) is tokenized like the hub's; an id that
+    cannot be fetched is one line and exit 2."""
+    import shutil
+
+    folder = tmp_path / "vocab_only"
+    folder.mkdir()
+    shutil.copy(tiny_base / "config.json", folder)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer", "do_lower_case": true}')
+    p = tmp_path / "p.yaml"
+    p.write_text("role: you tag\ntask: tag people in paris\nrequirements: [x]\ndetails: {tips: [y]}\n", encoding="utf-8")
+    assert main(["prompts", "render", str(p), "--base-model", str(folder)]) == 0
+    from_vocab = capsys.readouterr().out
+    assert main(["prompts", "render", str(p), "--base-model", str(tiny_base)]) == 0
+    assert capsys.readouterr().out == from_vocab and "--- " in from_vocab
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["prompts", "render", str(p), "--base-model", "no-such-org/no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert "base_model: cannot load 'no-such-org/no-such-model'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_optimize_writes_a_cheaper_or_better_prompt(tiny_base, tiny_corpus, tmp_path):

@@ -21,13 +21,13 @@ from typing import Any
 
 from promptbert import config as cfg
 from promptbert.data import load_split
-from promptbert.encoding import load_tokenizer
+from promptbert.encoding import plain_tokenizer
 from promptbert.errors import ConfigError
 from promptbert.manifest import now, write_json
 from promptbert.prompt import MIN_TEXT_TOKENS, LABELS_PLACEHOLDER, PromptSpec, render, resolve
 
 from .config import TrainConfig
-from .train import resolve_base_model
+from .train import base_tokenizer
 
 log = logging.getLogger("promptbert")
 
@@ -182,8 +182,8 @@ def plot(summary: list[dict[str, Any]], path: Path, steps: int) -> None:
 
 
 def tokenizer_for(base_model: str) -> Any:
-    tok, _ = load_tokenizer(resolve_base_model(base_model))
-    return tok
+    """The tokenizer that counts a prompt's tokens, with no special tokens, truncation or padding added."""
+    return plain_tokenizer(base_tokenizer(base_model).backend_tokenizer)
 
 
 DEFAULT_TYPES = ("PER", "ORG", "LOC", "MISC")

@@ -74,17 +74,32 @@ def device_and_precision(config: TrainConfig) -> tuple[str, str]:
     return "cuda", config.precision
 
 
+def _cannot_load(name: str, exc: Exception) -> ConfigError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(f"base_model: cannot load {name!r} ({first[:200]})")
+
+
+def base_tokenizer(name: str) -> Any:
+    """The fast tokenizer of a base model: 'embedded', a folder (with or without tokenizer.json) or a hub id."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve_base_model(name), use_fast=True)
+    except (OSError, ValueError) as exc:
+        raise _cannot_load(name, exc) from None
+
+
 def load_base(config: TrainConfig, labels: LabelMap | None) -> tuple[Any, Any, str]:
     """Tokenizer and a fresh token-classification head on the base model (``labels`` None: the bare encoder)."""
-    from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoModel, AutoModelForTokenClassification
 
     from transformers.utils import logging as hf_logging
 
     base = resolve_base_model(config.base_model)
+    tokenizer = base_tokenizer(config.base_model)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized: classifier ... TRAIN this model": the point of training
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
         if labels is None:
             model = AutoModel.from_pretrained(base, add_pooling_layer=False)
         else:
@@ -92,8 +107,7 @@ def load_base(config: TrainConfig, labels: LabelMap | None) -> tuple[Any, Any, s
                 base, num_labels=len(labels.labels), id2label=labels.id2label, label2id=labels.label2id
             )
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"base_model: cannot load {config.base_model!r} ({first[:200]})") from None
+        raise _cannot_load(config.base_model, exc) from None
     finally:
         hf_logging.set_verbosity(verbosity)
     log.info("base model %s: a new %s head", base, f"{len(labels.labels)}-label classification" if labels else "label-semantic")
